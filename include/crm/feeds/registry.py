@@ -1,0 +1,138 @@
+"""Typed access to ``registry.yml``, the single description of every feed."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+REGISTRY_PATH = Path(__file__).with_name("registry.yml")
+
+ColumnType = Literal["text", "int", "bigint", "numeric", "date", "timestamp", "timestamptz", "boolean"]
+
+# PostgreSQL type of each registry type in the raw tables.
+PG_TYPES: dict[str, str] = {
+    "text": "text",
+    "int": "integer",
+    "bigint": "bigint",
+    "numeric": "numeric",
+    "date": "date",
+    "timestamp": "timestamp",
+    "timestamptz": "timestamptz",
+    "boolean": "boolean",
+}
+
+
+class Column(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: ColumnType = "text"
+    required: bool = False
+    pattern: str | None = None
+    min: float | None = None
+    max: float | None = None
+    not_future: bool = False
+    accepted: tuple[str, ...] | None = None
+    references: str | None = None  # "<feed>.<column>"
+
+    @property
+    def pg_type(self) -> str:
+        return PG_TYPES[self.type]
+
+    @property
+    def reference(self) -> tuple[str, str] | None:
+        if self.references is None:
+            return None
+        feed, column = self.references.split(".", 1)
+        return feed, column
+
+
+class Feed(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str
+    source: str
+    file: str
+    format: Literal["csv", "jsonl"]
+    timezone: str
+    key: tuple[str, ...]
+    columns: tuple[Column, ...]
+    depends_on: tuple[str, ...] = ()
+    pii: tuple[str, ...] = ()
+    encoding: str = "utf-8"
+    tolerated_encodings: tuple[str, ...] = ()
+    delimiter: str = ","
+    quotechar: str = '"'
+    header: bool = True
+    sensor_timeout_minutes: int = 360
+
+    @model_validator(mode="after")
+    def _keys_are_columns(self) -> Feed:
+        names = {c.name for c in self.columns}
+        unknown = [k for k in (*self.key, *self.pii) if k not in names]
+        if unknown:
+            raise ValueError(f"feed {self.name}: key/pii columns {unknown} are not declared columns")
+        return self
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def raw_table(self) -> str:
+        return f"raw.{self.name}"
+
+    @property
+    def quarantine_table(self) -> str:
+        return f"quarantine.{self.name}"
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"feed {self.name} has no column {name!r}")
+
+
+class Registry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    feeds: dict[str, Feed]
+    row_reasons: dict[str, str] = Field(default_factory=dict)
+    file_rules: dict[str, str] = Field(default_factory=dict)
+
+    def feed(self, name: str) -> Feed:
+        try:
+            return self.feeds[name]
+        except KeyError:
+            raise KeyError(f"unknown feed {name!r}; known feeds: {', '.join(self.feeds)}") from None
+
+    def load_order(self) -> list[Feed]:
+        """Feeds ordered so every feed comes after the feeds it depends on."""
+        done: dict[str, Feed] = {}
+
+        def visit(name: str, path: tuple[str, ...]) -> None:
+            if name in done:
+                return
+            if name in path:
+                raise ValueError(f"cycle in feed dependencies: {' -> '.join((*path, name))}")
+            feed = self.feed(name)
+            for dep in feed.depends_on:
+                visit(dep, (*path, name))
+            done[name] = feed
+
+        for name in self.feeds:
+            visit(name, ())
+        return list(done.values())
+
+
+@lru_cache(maxsize=4)
+def load_registry(path: Path = REGISTRY_PATH) -> Registry:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    defaults = data.pop("defaults", {})
+    feeds = {name: Feed(name=name, **{**defaults, **spec}) for name, spec in data.pop("feeds").items()}
+    return Registry(feeds=feeds, **data)
