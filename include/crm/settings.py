@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     landing_dir: Path | None = Field(default=None, description="Where channel files land (default var/landing).")
     truth_dir: Path | None = Field(default=None, description="Sample-bank ground truth (default var/truth).")
     reporting_currency: str = Field(default="HKD", description="Currency TRB and marts are reported in.")
+    owner_password: str | None = Field(default=None, description="Embedded warehouse owner password.")
     loader_password: str | None = None
     transformer_password: str | None = None
     ml_password: str | None = None
@@ -74,6 +75,7 @@ class Settings(BaseSettings):
         fresh clone never carries a password and the embedded warehouse still has one.
         """
         field = {
+            "crm_owner": "owner_password",
             "crm_loader": "loader_password",
             "crm_transformer": "transformer_password",
             "crm_ml": "ml_password",

@@ -1,0 +1,66 @@
+"""The project-local Airflow: AIRFLOW_HOME under var/, SQLite metadata, warehouse connections.
+
+``crm run`` and ``crm airflow`` start Airflow processes with :func:`airflow_environ`;
+the production stack (docker-compose) sets the same variables itself.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from crm.settings import REPO_ROOT, ROLES, Settings, get_settings
+
+
+def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
+    from crm.warehouse import owner_url, role_url
+
+    settings = settings or get_settings()
+    home = settings.airflow_home
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DEFAULT_TIMEZONE": "Asia/Shanghai",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+            "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos_cache"),
+            "GX_ANALYTICS_ENABLED": "False",
+            "DO_NOT_TRACK": "1",
+            "SCARF_ANALYTICS": "false",
+            "AIRFLOW__OPENLINEAGE__DISABLED": "True",
+            "CRM_HOME": str(settings.home),
+            "CRM_PG_PORT": str(settings.pg_port),
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(REPO_ROOT), str(REPO_ROOT / "include"), env.get("PYTHONPATH", "")) if p
+            ),
+        }
+    )
+    url = owner_url(settings)
+    env["WAREHOUSE_URL"] = url
+    env["AIRFLOW_CONN_CRM_WAREHOUSE"] = url
+    for role in ROLES:
+        env[f"AIRFLOW_CONN_{role.upper()}"] = role_url(role, settings)
+    return env
+
+
+def airflow(*args: str, settings: Settings | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the ``airflow`` CLI of this venv with the project environment."""
+    env = airflow_environ(settings)
+    exe = Path(os.sys.executable).with_name("airflow")
+    return subprocess.run([str(exe), *args], env=env, check=check)
+
+
+def ensure_metadata_db(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    marker = settings.airflow_home / ".db-migrated"
+    if marker.exists():
+        return
+    airflow("db", "migrate", settings=settings)
+    marker.touch()

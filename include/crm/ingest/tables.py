@@ -1,0 +1,87 @@
+"""Raw and quarantine tables, derived from the feed registry.
+
+``raw.<feed>``: the registry's columns, typed, plus lineage columns; partitioned by
+business day (one partition per day, so reloading a day touches one partition).
+``quarantine.<feed>``: rejected rows with their raw line, line number and reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from psycopg import Connection, sql
+
+from crm.feeds import Feed, Registry
+
+LINEAGE_COLUMNS: list[tuple[str, str]] = [
+    ("_business_date", "date not null"),
+    ("_source_file", "text not null"),
+    ("_file_sha256", "text not null"),
+    ("_line_number", "integer not null"),
+    ("_load_id", "bigint not null"),
+    ("_loaded_at", "timestamptz not null"),
+    ("_extra", "jsonb"),
+]
+
+
+def partition_name(feed: Feed, day: dt.date) -> str:
+    return f"{feed.name}_p{day:%Y%m%d}"
+
+
+def ensure_feed_tables(conn: Connection, feed: Feed) -> None:
+    """Create the feed's raw and quarantine tables if missing (idempotent)."""
+    cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in feed.columns]
+    cols += [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in LINEAGE_COLUMNS]
+    conn.execute(
+        sql.SQL("create table if not exists raw.{} ({}) partition by range (_business_date)").format(
+            sql.Identifier(feed.name), sql.SQL(", ").join(cols)
+        )
+    )
+    # Lookups by business key (reference checks, dbt de-duplication).
+    conn.execute(
+        sql.SQL("create index if not exists {} on raw.{} ({})").format(
+            sql.Identifier(f"{feed.name}_key"),
+            sql.Identifier(feed.name),
+            sql.SQL(", ").join(sql.Identifier(k) for k in feed.key),
+        )
+    )
+    conn.execute(
+        sql.SQL(
+            """create table if not exists quarantine.{} (
+                _business_date date not null,
+                _source_file text not null,
+                _file_sha256 text not null,
+                _line_number integer not null,
+                _load_id bigint not null,
+                _loaded_at timestamptz not null,
+                reason text not null,
+                column_name text,
+                detail text,
+                raw_line text
+            )"""
+        ).format(sql.Identifier(feed.name))
+    )
+    conn.execute(
+        sql.SQL("create index if not exists {} on quarantine.{} (_business_date)").format(
+            sql.Identifier(f"{feed.name}_day"), sql.Identifier(feed.name)
+        )
+    )
+
+
+def ensure_partition(conn: Connection, feed: Feed, day: dt.date) -> sql.Composed:
+    """Create the day's partition if missing; return its qualified name."""
+    name = sql.Identifier("raw", partition_name(feed, day))
+    conn.execute(
+        sql.SQL("create table if not exists {} partition of raw.{} for values from ({}) to ({})").format(
+            name,
+            sql.Identifier(feed.name),
+            sql.Literal(day),
+            sql.Literal(day + dt.timedelta(days=1)),
+        )
+    )
+    return name
+
+
+def ensure_all_tables(conn: Connection, registry: Registry) -> None:
+    for feed in registry.load_order():
+        ensure_feed_tables(conn, feed)

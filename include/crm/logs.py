@@ -1,0 +1,19 @@
+"""Structured logging for the CLI and tasks: key=value lines, one event per line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    root = logging.getLogger()
+    if any(getattr(h, "_crm", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler._crm = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("alembic", "py.warnings"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,85 @@
+"""Where the warehouse is and how to reach it, as the owner or as a stage's role.
+
+``WAREHOUSE_URL`` set: that server, nothing local is started.
+Unset: the embedded PostgreSQL in ``var/pgdata`` (see :mod:`crm.warehouse.server`).
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+
+from crm.settings import ROLES, Settings, get_settings
+from crm.warehouse.server import OWNER, EmbeddedWarehouse, WarehouseError
+
+__all__ = [
+    "OWNER",
+    "ROLES",
+    "EmbeddedWarehouse",
+    "WarehouseError",
+    "connect",
+    "ensure_ready",
+    "owner_url",
+    "role_url",
+]
+
+log = logging.getLogger(__name__)
+
+
+def owner_url(settings: Settings | None = None) -> str:
+    """Connection string of the warehouse owner (migrations, admin)."""
+    settings = settings or get_settings()
+    if settings.warehouse_url:
+        return settings.warehouse_url
+    return EmbeddedWarehouse(settings).url()
+
+
+def role_url(role: str, settings: Settings | None = None) -> str:
+    """Connection string for one of the platform roles, on the same server and database."""
+    settings = settings or get_settings()
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    parts = urlsplit(owner_url(settings))
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{role}:{quote(settings.role_password(role), safe='')}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+def connect(role: str | None = None, *, autocommit: bool = False, settings: Settings | None = None):
+    """Open a psycopg connection as the owner (``role=None``) or as a platform role."""
+    url = owner_url(settings) if role is None else role_url(role, settings)
+    return psycopg.connect(url, autocommit=autocommit)
+
+
+def ensure_ready(settings: Settings | None = None) -> str:
+    """Start the embedded server if needed, create the database, migrate, set role passwords.
+
+    Idempotent; returns the owner URL.
+    """
+    from crm.warehouse.migrate import migrate, sync_role_passwords
+
+    settings = settings or get_settings()
+    if settings.embedded:
+        server = EmbeddedWarehouse(settings)
+        server.start()
+        with psycopg.connect(with_database(server.url(), "postgres"), autocommit=True) as conn:
+            exists = conn.execute(
+                "select 1 from pg_database where datname = %s", (settings.pg_database,)
+            ).fetchone()
+            if not exists:
+                conn.execute(f'create database "{settings.pg_database}"')
+    url = owner_url(settings)
+    migrate(url)
+    sync_role_passwords(url, settings)
+    return url

@@ -1,0 +1,56 @@
+"""Versioned warehouse migrations (Alembic), run programmatically.
+
+Migrations live in ``migrations/versions`` as plain SQL executed by Alembic, so a
+DBA can read exactly what runs. Role passwords are not in migrations (they are
+secrets): :func:`sync_role_passwords` sets them from the settings afterwards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from crm.settings import ROLES, Settings
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _sqlalchemy_url(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else url
+
+
+def alembic_config(url: str):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", _sqlalchemy_url(url).replace("%", "%%"))
+    return cfg
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+
+
+def current_revision(url: str) -> str | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "select version_num from public.alembic_version"
+            " where to_regclass('public.alembic_version') is not null"
+        ).fetchone()
+    return row[0] if row else None
+
+
+def sync_role_passwords(url: str, settings: Settings) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for role in ROLES:
+            conn.execute(
+                sql.SQL("alter role {} with login password {}").format(
+                    sql.Identifier(role), sql.Literal(settings.role_password(role))
+                )
+            )

@@ -1,0 +1,192 @@
+"""The embedded warehouse: a persistent local PostgreSQL 16 from the ``pgserver`` wheel.
+
+Used only when ``WAREHOUSE_URL`` is unset. Data lives in ``var/pgdata``; the server
+listens on 127.0.0.1:<CRM_PG_PORT> (so any BI tool can connect) and on a Unix
+socket in the data directory. PostgreSQL refuses to run as root, so under root
+the server runs as the unprivileged ``pgserver`` OS user (created on first use).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from crm.settings import Settings
+
+log = logging.getLogger(__name__)
+
+OWNER = "crm_owner"
+RUN_AS = "pgserver"
+
+
+def _pg_bin() -> Path:
+    import pgserver  # the wheel that ships PostgreSQL binaries
+
+    return Path(pgserver.__file__).parent / "pginstall" / "bin"
+
+
+class WarehouseError(RuntimeError):
+    """The embedded warehouse could not be started, stopped or reached."""
+
+
+@dataclass(frozen=True)
+class Status:
+    running: bool
+    pid: int | None
+    pgdata: Path
+    port: int
+
+    def __str__(self) -> str:
+        if self.running:
+            return f"running (pid {self.pid}) on 127.0.0.1:{self.port}, data in {self.pgdata}"
+        return f"stopped, data in {self.pgdata}"
+
+
+class EmbeddedWarehouse:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pgdata = settings.pgdata
+        self.port = settings.pg_port
+        self.logfile = self.pgdata / "postgres.log"
+        self._as_root = os.geteuid() == 0
+
+    # -- process helpers -------------------------------------------------------------
+    def _run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        cmd = [str(_pg_bin() / args[0]), *args[1:]]
+        # Output goes to temporary files: pg_ctl keeps pipes open via the postmaster.
+        with tempfile.TemporaryFile("w+") as out:
+            proc = subprocess.run(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=timeout,
+                user=RUN_AS if self._as_root else None,
+                cwd="/",
+            )
+            out.seek(0)
+            proc.stdout = out.read()
+        if check and proc.returncode != 0:
+            raise WarehouseError(f"{' '.join(args[:2])} failed ({proc.returncode}): {proc.stdout.strip()}")
+        return proc
+
+    def _prepare_root(self) -> None:
+        if not self._as_root:
+            return
+        from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+        entry = ensure_user_exists(RUN_AS)
+        assert entry is not None
+        bin_dir = _pg_bin()
+        ensure_prefix_permissions(bin_dir)
+        ensure_folder_permissions(bin_dir, 0o055)
+        ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
+        if (bin_dir.parent / "share").exists():
+            ensure_folder_permissions(bin_dir.parent / "share", 0o044)
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        ensure_prefix_permissions(self.pgdata)
+        os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+
+    # -- lifecycle -------------------------------------------------------------------
+    def initialised(self) -> bool:
+        return (self.pgdata / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        if self.initialised():
+            return
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        if any(self.pgdata.iterdir()):
+            raise WarehouseError(f"{self.pgdata} is not empty and holds no PostgreSQL cluster")
+        self._prepare_root()
+        password = self.settings.role_password(OWNER)
+        fd, pwfile = tempfile.mkstemp(prefix="crm-pw-")
+        try:
+            os.write(fd, password.encode())
+            os.close(fd)
+            os.chmod(pwfile, 0o644)
+            self._run(
+                "initdb",
+                "-D", str(self.pgdata),
+                "-U", OWNER,
+                f"--pwfile={pwfile}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+            )
+        finally:
+            os.unlink(pwfile)
+        with open(self.pgdata / "postgresql.conf", "a", encoding="utf-8") as conf:
+            # Sized for a 2-core laptop-class machine running the whole pipeline.
+            conf.write(
+                "\n# crm: embedded warehouse settings\n"
+                "shared_buffers = 256MB\nwork_mem = 32MB\nmaintenance_work_mem = 256MB\n"
+                "max_wal_size = 2GB\nmax_connections = 100\ntimezone = 'UTC'\n"
+            )
+        log.info("initialised embedded warehouse in %s", self.pgdata)
+
+    def status(self) -> Status:
+        if not self.initialised():
+            return Status(False, None, self.pgdata, self.port)
+        proc = self._run("pg_ctl", "-D", str(self.pgdata), "status", check=False)
+        pid = None
+        if proc.returncode == 0:
+            pid_file = self.pgdata / "postmaster.pid"
+            try:
+                pid = int(pid_file.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pid = None
+        return Status(proc.returncode == 0, pid, self.pgdata, self.port)
+
+    def start(self, timeout: float = 60) -> Status:
+        self.init()
+        self._prepare_root()
+        if self.status().running:
+            return self.status()
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.pgdata}"
+        deadline = time.monotonic() + timeout
+        while True:
+            # After a kill -9 the orphaned backends keep the shared memory segment for a
+            # few seconds and the postmaster refuses to start: retry until they are gone.
+            proc = self._run(
+                "pg_ctl", "-D", str(self.pgdata), "-o", options, "-l", str(self.logfile), "-w", "-t", "30",
+                "start",
+                check=False,
+            )
+            if proc.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                tail = self.logfile.read_text(errors="replace")[-2000:] if self.logfile.exists() else ""
+                raise WarehouseError(f"could not start PostgreSQL in {self.pgdata}: {proc.stdout}\n{tail}")
+            log.warning("PostgreSQL did not start yet (%s); retrying", proc.stdout.strip()[-200:])
+            time.sleep(1)
+        status = self.status()
+        log.info("embedded warehouse %s", status)
+        return status
+
+    def stop(self) -> Status:
+        if self.status().running:
+            self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop")
+        return self.status()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.pgdata, ignore_errors=True)
+
+    # -- addresses -------------------------------------------------------------------
+    def url(self, role: str = OWNER, database: str | None = None) -> str:
+        from urllib.parse import quote
+
+        password = quote(self.settings.role_password(role), safe="")
+        db = database or self.settings.pg_database
+        return f"postgresql://{role}:{password}@127.0.0.1:{self.port}/{db}"
+
+    def socket_url(self, database: str | None = None) -> str:
+        db = database or self.settings.pg_database
+        return f"postgresql://{OWNER}@/{db}?host={self.pgdata}&port={self.port}"
