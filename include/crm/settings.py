@@ -31,9 +31,22 @@ class Settings(BaseSettings):
     home: Path = Field(default=REPO_ROOT / "var", description="Local state: pgdata, landing, airflow, logs.")
     pg_port: int = Field(default=54329, description="TCP port of the embedded warehouse on 127.0.0.1.")
     pg_database: str = Field(default="crm", description="Database name of the embedded warehouse.")
-    landing_dir: Path | None = Field(default=None, description="Where channel files land (default var/landing).")
+    landing_dir: Path | None = Field(
+        default=None, description="Where channel files land (default var/landing)."
+    )
     truth_dir: Path | None = Field(default=None, description="Sample-bank ground truth (default var/truth).")
     reporting_currency: str = Field(default="HKD", description="Currency TRB and marts are reported in.")
+    sensor_timeout_seconds: int | None = Field(
+        default=None,
+        description="Override every feed's file-sensor timeout (0 = check once; local runs and tests).",
+    )
+    alert_channels: str = Field(
+        default="log", description="Comma list of alert channels: log, smtp, webhook."
+    )
+    alert_email: str | None = Field(default=None, description="Recipient of e-mail alerts (smtp channel).")
+    alert_webhook_url: str | None = Field(
+        default=None, description="URL that receives JSON alerts (webhook)."
+    )
     owner_password: str | None = Field(default=None, description="Embedded warehouse owner password.")
     loader_password: str | None = None
     transformer_password: str | None = None

@@ -88,6 +88,11 @@ class Feed(BaseModel):
         return f"raw.{self.name}"
 
     @property
+    def asset_uri(self) -> str:
+        """Airflow asset of the feed's raw table (the transformation DAG is scheduled on these)."""
+        return f"postgres://crm-warehouse:5432/crm/raw/{self.name}"
+
+    @property
     def quarantine_table(self) -> str:
         return f"quarantine.{self.name}"
 

@@ -26,7 +26,11 @@ RUN_AS = "pgserver"
 
 
 def _pg_bin() -> Path:
-    import pgserver  # the wheel that ships PostgreSQL binaries
+    import warnings
+
+    with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
+        warnings.simplefilter("ignore")
+        import pgserver  # the wheel that ships PostgreSQL binaries
 
     return Path(pgserver.__file__).parent / "pginstall" / "bin"
 
@@ -112,8 +116,10 @@ class EmbeddedWarehouse:
             os.chmod(pwfile, 0o644)
             self._run(
                 "initdb",
-                "-D", str(self.pgdata),
-                "-U", OWNER,
+                "-D",
+                str(self.pgdata),
+                "-U",
+                OWNER,
                 f"--pwfile={pwfile}",
                 "--auth-local=trust",
                 "--auth-host=scram-sha-256",
@@ -155,7 +161,16 @@ class EmbeddedWarehouse:
             # After a kill -9 the orphaned backends keep the shared memory segment for a
             # few seconds and the postmaster refuses to start: retry until they are gone.
             proc = self._run(
-                "pg_ctl", "-D", str(self.pgdata), "-o", options, "-l", str(self.logfile), "-w", "-t", "30",
+                "pg_ctl",
+                "-D",
+                str(self.pgdata),
+                "-o",
+                options,
+                "-l",
+                str(self.logfile),
+                "-w",
+                "-t",
+                "30",
                 "start",
                 check=False,
             )

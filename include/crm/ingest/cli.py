@@ -1,0 +1,43 @@
+"""``crm ingest``: load landing files into raw by hand (the DAG does the same per task)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer()
+
+
+@app.command()
+def ingest(
+    date: Annotated[str | None, typer.Option("--date", help="Business day (YYYY-MM-DD).")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="First day of a range.")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Last day of a range (inclusive).")] = None,
+    feed: Annotated[list[str] | None, typer.Option(help="Only these feeds (repeatable).")] = None,
+    landing: Annotated[Path | None, typer.Option(help="Landing folder (default CRM_LANDING_DIR).")] = None,
+    force: Annotated[bool, typer.Option(help="Reload even if the same file was loaded.")] = False,
+) -> None:
+    """Load channel files for a day or range into raw / quarantine, with the load audit."""
+    from crm.ingest.service import ingest_day
+    from crm.warehouse import ensure_ready
+
+    if date:
+        days = [dt.date.fromisoformat(date)]
+    elif from_ and to:
+        first, last = dt.date.fromisoformat(from_), dt.date.fromisoformat(to)
+        days = [first + dt.timedelta(d) for d in range((last - first).days + 1)]
+    else:
+        raise typer.BadParameter("give --date D or --from A --to B")
+    ensure_ready()
+    refused_any = False
+    for day in days:
+        results, refused = ingest_day(day, feed, landing=landing, force=force)
+        for r in results:
+            typer.echo(r.summary())
+        for err in refused:
+            typer.echo(f"REFUSED {err}", err=True)
+        refused_any |= bool(refused)
+    raise typer.Exit(1 if refused_any else 0)
