@@ -14,7 +14,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from crm.settings import get_settings
 
 
@@ -49,16 +48,14 @@ def pg_server(crm_home: Path) -> Iterator:
 @pytest.fixture
 def warehouse(pg_server, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A freshly migrated database of its own; WAREHOUSE_URL points at it for the test."""
-    from crm.warehouse import with_database
-    from crm.warehouse.migrate import migrate, sync_role_passwords
+    from crm.warehouse import bootstrap, with_database
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = with_database(pg_server.url(), "postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
     url = with_database(pg_server.url(), name)
-    migrate(url)
-    sync_role_passwords(url, get_settings())
+    bootstrap(url, get_settings())
     monkeypatch.setenv("WAREHOUSE_URL", url)
     get_settings.cache_clear()
     yield url

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 
 def setup_logging(level: int = logging.INFO) -> None:
+    # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI): harmless here.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
     root = logging.getLogger()
     if any(getattr(h, "_crm", False) for h in root.handlers):
         return

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-
 from crm.warehouse import role_url
 from crm.warehouse.migrate import current_revision, migrate
 
@@ -44,8 +43,10 @@ def test_loader_cannot_write_marts_and_ml_cannot_read_raw(db):
     with psycopg.connect(role_url("crm_ml"), autocommit=True) as ml:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             ml.execute("select * from raw.t")
-        ml.execute("insert into ml.churn_scores (customer_id, as_of_date, churn_probability, model_version)"
-                   " values ('C000000001', '2026-01-31', 0.2, 'test')")
+        ml.execute(
+            "insert into ml.churn_scores (customer_id, as_of_date, churn_probability, model_version)"
+            " values ('C000000001', '2026-01-31', 0.2, 'test')"
+        )
 
 
 def test_passwords_are_not_in_the_repository():

@@ -19,6 +19,7 @@ __all__ = [
     "ROLES",
     "EmbeddedWarehouse",
     "WarehouseError",
+    "bootstrap",
     "connect",
     "ensure_ready",
     "owner_url",
@@ -36,12 +37,12 @@ def owner_url(settings: Settings | None = None) -> str:
     return EmbeddedWarehouse(settings).url()
 
 
-def role_url(role: str, settings: Settings | None = None) -> str:
+def role_url(role: str, settings: Settings | None = None, *, base_url: str | None = None) -> str:
     """Connection string for one of the platform roles, on the same server and database."""
     settings = settings or get_settings()
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-    parts = urlsplit(owner_url(settings))
+    parts = urlsplit(base_url or owner_url(settings))
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
@@ -67,8 +68,6 @@ def ensure_ready(settings: Settings | None = None) -> str:
 
     Idempotent; returns the owner URL.
     """
-    from crm.warehouse.migrate import migrate, sync_role_passwords
-
     settings = settings or get_settings()
     if settings.embedded:
         server = EmbeddedWarehouse(settings)
@@ -80,6 +79,19 @@ def ensure_ready(settings: Settings | None = None) -> str:
             if not exists:
                 conn.execute(f'create database "{settings.pg_database}"')
     url = owner_url(settings)
+    bootstrap(url, settings)
+    return url
+
+
+def bootstrap(url: str, settings: Settings | None = None) -> None:
+    """Migrate the database at ``url``, set role passwords, create the registry's raw tables."""
+    from crm.feeds import load_registry
+    from crm.ingest.tables import ensure_all_tables
+    from crm.warehouse.migrate import migrate, sync_role_passwords
+
+    settings = settings or get_settings()
     migrate(url)
     sync_role_passwords(url, settings)
-    return url
+    # Raw tables belong to the loader role, so the transformer's default grants apply.
+    with psycopg.connect(role_url("crm_loader", settings, base_url=url)) as conn:
+        ensure_all_tables(conn, load_registry())
