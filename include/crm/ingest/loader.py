@@ -174,27 +174,27 @@ def _lines(path: Path, facts: _FileFacts) -> Iterator[tuple[int, str]]:
 
 
 # --------------------------------------------------------------------------- checks in SQL
-def _text_checks(col: Column, ref: sql.Composable, day: dt.date) -> list[tuple[sql.Composable, str]]:
+def _text_checks(
+    col: Column, ref: sql.Composable, day: dt.date, valid_fn: sql.Composable
+) -> list[tuple[sql.Composable, str]]:
     """(condition that flags a bad value, reason) in rule order, for a non-null value."""
     checks: list[tuple[sql.Composable, str]] = []
     lit = sql.Literal
     if col.type in ("int", "bigint", "numeric"):
-        checks.append((sql.SQL("not audit.is_valid_input({}, 'numeric')").format(ref), "BAD_TYPE"))
+        checks.append((sql.SQL("not {}({}, 'numeric')").format(valid_fn, ref), "BAD_TYPE"))
         num = sql.SQL("{}::numeric").format(ref)
         if col.min is not None:
             checks.append((sql.SQL("{} < {}").format(num, lit(col.min)), "OUT_OF_RANGE"))
         if col.max is not None:
             checks.append((sql.SQL("{} > {}").format(num, lit(col.max)), "OUT_OF_RANGE"))
         if col.type != "numeric":
-            checks.append(
-                (sql.SQL("not audit.is_valid_input({}, {})").format(ref, lit(col.pg_type)), "BAD_TYPE")
-            )
+            checks.append((sql.SQL("not {}({}, {})").format(valid_fn, ref, lit(col.pg_type)), "BAD_TYPE"))
     elif col.type in ("date", "timestamp", "timestamptz"):
         shape = {"date": DATE_SHAPE, "timestamp": TIMESTAMP_SHAPE, "timestamptz": TIMESTAMPTZ_SHAPE}[col.type]
         checks.append(
             (
-                sql.SQL("({} !~ {} or not audit.is_valid_input({}, {}))").format(
-                    ref, lit(shape), ref, lit(col.pg_type)
+                sql.SQL("({} !~ {} or not {}({}, {}))").format(
+                    ref, lit(shape), valid_fn, ref, lit(col.pg_type)
                 ),
                 "BAD_TYPE",
             )
@@ -211,7 +211,7 @@ def _text_checks(col: Column, ref: sql.Composable, day: dt.date) -> list[tuple[s
                 )
             checks.append((cond, "FUTURE_DATE"))
     elif col.type == "boolean":
-        checks.append((sql.SQL("not audit.is_valid_input({}, 'boolean')").format(ref), "BAD_TYPE"))
+        checks.append((sql.SQL("not {}({}, 'boolean')").format(valid_fn, ref), "BAD_TYPE"))
     if col.pattern:
         checks.append((sql.SQL("{} !~ {}").format(ref, lit(col.pattern)), "BAD_PATTERN"))
     if col.accepted:
@@ -224,15 +224,19 @@ def _text_checks(col: Column, ref: sql.Composable, day: dt.date) -> list[tuple[s
     return checks
 
 
-def _reason_case(feed: Feed, present: set[str], day: dt.date, registry: Registry) -> sql.Composable:
+def _reason_case(
+    feed: Feed, present: set[str], day: dt.date, registry: Registry, server_version: int
+) -> sql.Composable:
     """A CASE giving 'REASON|column' for the first broken rule of a row, null if clean."""
+    # PostgreSQL 16 checks input without raising; older servers use the migration's fallback.
+    valid_fn = sql.SQL("pg_input_is_valid" if server_version >= 160000 else "audit.is_valid_input")
     whens: list[sql.Composable] = []
     for col in feed.columns:
         ref = sql.Identifier("s", col.name) if col.name in present else sql.SQL("null::text")
         flag = lambda reason, c=col: sql.Literal(f"{reason}|{c.name}")  # noqa: E731
         if col.required:
             whens.append(sql.SQL("when {} is null then {}").format(ref, flag("MISSING_REQUIRED")))
-        for cond, reason in _text_checks(col, ref, day):
+        for cond, reason in _text_checks(col, ref, day, valid_fn):
             whens.append(sql.SQL("when {} is not null and {} then {}").format(ref, cond, flag(reason)))
     for col in feed.columns:
         if col.reference is None or col.name not in present:
@@ -263,17 +267,52 @@ def _typed(col: Column, present: set[str]) -> sql.Composable:
 
 
 # --------------------------------------------------------------------------- the load
+def _line_blocks(path: Path, facts: _FileFacts, first: int = 1) -> Iterator[tuple[int, list[str]]]:
+    """Decoded lines (no line ends) in blocks: (number of the block's first line, lines).
+
+    A record is one physical line: these feeds never quote line breaks.
+    """
+    lineno = 1
+    with open(path, "rb") as fh:
+        while True:
+            raws = fh.readlines(COPY_CHUNK)
+            if not raws:
+                return
+            if lineno == 1 and facts.bom:
+                raws[0] = raws[0][len(codecs.BOM_UTF8) :]
+            if facts.bad_lines and any(lineno + i in facts.bad_lines for i in range(len(raws))):
+                text = [
+                    r.decode(facts.encoding, errors="replace" if lineno + i in facts.bad_lines else "strict")
+                    for i, r in enumerate(raws)
+                ]
+            else:
+                text = b"".join(raws).decode(facts.encoding).split("\n")[:-1]
+            if facts.crlf:
+                text = [t.rstrip("\r\n") for t in text]
+            else:
+                text = [t.rstrip("\n") for t in text]
+            yield lineno, text
+            lineno += len(raws)
+
+
 def _stage_csv(
     conn: Connection, feed: Feed, path: Path, facts: _FileFacts, quarantined: list[_Quarantined]
 ) -> tuple[list[str], int]:
-    """COPY the CSV's well-formed lines into temp table _stage; return header and staged count."""
-    lines = _lines(path, facts)
+    """COPY the CSV's well-formed lines into temp table _stage; return header and staged count.
+
+    Python only checks each line's field count (fast path: no quote character, count the
+    delimiters; otherwise the csv module) and prefixes the line number; PostgreSQL's own
+    CSV parser does the rest.
+    """
+    blocks = _line_blocks(path, facts)
     try:
-        _, header_line = next(lines)
+        first_line, block = next(blocks)
     except StopIteration:
         raise FileRefused(path, "FILE_EMPTY", "file has no header line") from None
-    header = next(csv.reader([header_line], delimiter=feed.delimiter, quotechar=feed.quotechar))
-    header = [h.strip() for h in header]
+    header_line = block[0]
+    header = [
+        h.strip() for h in next(csv.reader([header_line], delimiter=feed.delimiter, quotechar=feed.quotechar))
+    ]
     missing = [c for c in feed.column_names if c not in header]
     if missing:
         raise FileRefused(
@@ -289,8 +328,6 @@ def _stage_csv(
             sql.SQL(", ").join(cols)
         )
     )
-    width = len(header)
-    staged = 0
     # Empty strings, quoted or not, are nulls in every column (these systems' convention).
     copy_sql = sql.SQL(
         "copy _stage from stdin (format csv, delimiter {}, quote {}, null '', force_null ({}))"
@@ -299,51 +336,44 @@ def _stage_csv(
         sql.Literal(feed.quotechar),
         sql.SQL(", ").join(sql.Identifier(h) for h in header),
     )
+    width = len(header)
+    d, quote = feed.delimiter, feed.quotechar
+    staged = 0
 
-    current: list[tuple[int, str]] = []
+    def check(lineno: int, line: str) -> str | None:
+        """The reason a line cannot be staged, or None."""
+        if lineno in facts.bad_lines:
+            return "UNDECODABLE"
+        if quote not in line:
+            return None if line.count(d) == width - 1 else "BAD_COLUMN_COUNT"
+        try:
+            fields = next(csv.reader([line], delimiter=d, quotechar=quote, strict=True))
+        except (csv.Error, StopIteration):
+            return "BAD_COLUMN_COUNT"
+        return None if len(fields) == width else "BAD_COLUMN_COUNT"
 
-    def tap() -> Iterator[str]:
-        for item in lines:
-            current.append(item)
-            yield item[1]
+    def pending() -> Iterator[tuple[int, list[str]]]:
+        yield first_line + 1, block[1:]
+        yield from blocks
 
-    reader = csv.reader(tap(), delimiter=feed.delimiter, quotechar=feed.quotechar, strict=True)
-    buf = io.StringIO()
-    d = feed.delimiter
     with conn.cursor().copy(copy_sql) as copy:
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as err:
-                lineno, raw = current[0]
-                quarantined.append(_Quarantined(lineno, "BAD_COLUMN_COUNT", None, f"unparseable: {err}", raw))
-                current.clear()
-                continue
-            lineno = current[0][0]
-            raw = "\n".join(text for _, text in current) if len(current) > 1 else current[0][1]
-            current.clear()
-            if lineno in facts.bad_lines:
-                quarantined.append(
-                    _Quarantined(lineno, "UNDECODABLE", None, f"not valid {facts.encoding}", raw)
+        for start, lines in pending():
+            out = []
+            for i, line in enumerate(lines):
+                lineno = start + i
+                reason = check(lineno, line)
+                if reason is None:
+                    out.append(f"{lineno}{d}{line}\n")
+                    continue
+                detail = (
+                    f"not valid {facts.encoding}"
+                    if reason == "UNDECODABLE"
+                    else f"field count differs from the header's {width}"
                 )
-                continue
-            if len(fields) != width:
-                quarantined.append(
-                    _Quarantined(
-                        lineno, "BAD_COLUMN_COUNT", None, f"{len(fields)} fields, header has {width}", raw
-                    )
-                )
-                continue
-            buf.write(f"{lineno}{d}{raw}\n")
-            staged += 1
-            if buf.tell() >= COPY_CHUNK:
-                copy.write(buf.getvalue())
-                buf.seek(0)
-                buf.truncate()
-        if buf.tell():
-            copy.write(buf.getvalue())
+                quarantined.append(_Quarantined(lineno, reason, None, detail, line))
+            staged += len(out)
+            if out:
+                copy.write("".join(out))
     return header, staged
 
 
@@ -475,22 +505,30 @@ def load_file(
                 header, _ = _stage_jsonl(conn, feed, path, facts, quarantined)
                 extra_expr = sql.SQL("_extra_doc")
             present = set(header)
-            conn.execute(
-                sql.SQL(
-                    "create temp table _checked on commit drop as"
-                    " select s.*, {reason} as _reason, {extra} as _extra_out from _stage s"
-                ).format(reason=_reason_case(feed, present, day, registry), extra=extra_expr)
-            )
-            # A repeated business key: the first occurrence in the file wins.
+            # Only the bad rows are materialised (line, reason): clean rows go straight to raw.
+            # A repeated business key among otherwise clean rows: the first occurrence wins.
             key = sql.SQL(", ").join(sql.Identifier(k) for k in feed.key)
             conn.execute(
                 sql.SQL(
-                    "update _checked c set _reason = 'DUPLICATE_KEY|' || {first_key}"
-                    " from (select _line_number, row_number() over (partition by {key} order by _line_number) rn"
-                    "       from _checked where _reason is null) d"
-                    " where d._line_number = c._line_number and d.rn > 1"
-                ).format(first_key=sql.Literal(feed.key[0]), key=key)
+                    """create temp table _bad on commit drop as
+                    with checked as (
+                        select s._line_number, {key}, {reason} as _reason from _stage s
+                    )
+                    select _line_number, _reason from checked where _reason is not null
+                    union all
+                    select _line_number, {dup} from (
+                        select _line_number,
+                               row_number() over (partition by {key} order by _line_number) as rn
+                        from checked where _reason is null
+                    ) d where rn > 1"""
+                ).format(
+                    key=key,
+                    reason=_reason_case(feed, present, day, registry, conn.info.server_version),
+                    dup=sql.Literal(f"DUPLICATE_KEY|{feed.key[0]}"),
+                )
             )
+            conn.execute("create index on _bad (_line_number)")
+            conn.execute("analyze _bad")
             target_cols = [sql.Identifier(c) for c in feed.column_names] + [
                 sql.Identifier(n)
                 for n in (
@@ -510,16 +548,17 @@ def load_file(
                 sql.Identifier("_line_number"),
                 sql.Literal(load_id),
                 sql.Literal(started),
-                sql.Identifier("_extra_out"),
+                extra_expr,
             ]
             loaded = conn.execute(
-                sql.SQL("insert into {} ({}) select {} from _checked where _reason is null").format(
-                    partition, sql.SQL(", ").join(target_cols), sql.SQL(", ").join(values)
-                )
+                sql.SQL(
+                    "insert into {} ({}) select {} from _stage"
+                    " where not exists (select 1 from _bad b where b._line_number = _stage._line_number)"
+                ).format(partition, sql.SQL(", ").join(target_cols), sql.SQL(", ").join(values))
             ).rowcount
             bad_rows = conn.execute(
                 "select _line_number, split_part(_reason, '|', 1), split_part(_reason, '|', 2)"
-                " from _checked where _reason is not null order by _line_number"
+                " from _bad order by _line_number"
             ).fetchall()
             if bad_rows:
                 wanted = {r[0]: r for r in bad_rows}
