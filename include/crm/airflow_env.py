@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from crm.settings import REPO_ROOT, ROLES, Settings, get_settings
@@ -37,6 +38,8 @@ def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
             "AIRFLOW__OPENLINEAGE__DISABLED": "True",
             "CRM_HOME": str(settings.home),
             "CRM_PG_PORT": str(settings.pg_port),
+            # Airflow spawns `airflow ...` sub-processes: this venv's must come first.
+            "PATH": os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", ""))),
             "PYTHONPATH": os.pathsep.join(
                 p for p in (str(REPO_ROOT), str(REPO_ROOT / "include"), env.get("PYTHONPATH", "")) if p
             ),
@@ -53,7 +56,7 @@ def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
 def airflow(*args: str, settings: Settings | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run the ``airflow`` CLI of this venv with the project environment."""
     env = airflow_environ(settings)
-    exe = Path(os.sys.executable).with_name("airflow")
+    exe = Path(sys.executable).with_name("airflow")
     return subprocess.run([str(exe), *args], env=env, check=check)
 
 
