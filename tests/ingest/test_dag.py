@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
 from crm.orchestrate import run_dag
 from crm.settings import get_settings
+
 from tests.ingest.test_loader import CUSTOMERS, customer_row, write_csv
 
 DAY = dt.date(2026, 1, 5)
@@ -31,7 +31,9 @@ def test_missing_file_fails_only_its_feed_and_the_feeds_that_need_it(landing, db
     )
     outcome = run_dag("crm_ingest", DAY)
     assert not outcome.ok, "missing feeds must fail the run"
-    loaded = dict(db.execute("select feed, rows_loaded from audit.load_log where status = 'loaded'").fetchall())
+    loaded = dict(
+        db.execute("select feed, rows_loaded from audit.load_log where status = 'loaded'").fetchall()
+    )
     assert loaded == {"core_customers": 20, "fx_rates": 3}
     missing = {r[0] for r in db.execute("select feed from audit.load_log where rule = 'FILE_MISSING'")}
     # Feeds whose own file is missing are refused; feeds waiting on core_accounts never started.

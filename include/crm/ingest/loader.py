@@ -296,9 +296,14 @@ def _line_blocks(path: Path, facts: _FileFacts, first: int = 1) -> Iterator[tupl
 
 
 def _stage_csv(
-    conn: Connection, feed: Feed, path: Path, facts: _FileFacts, quarantined: list[_Quarantined]
+    conn: Connection,
+    feed: Feed,
+    path: Path,
+    facts: _FileFacts,
+    quarantined: list[_Quarantined],
+    stage: sql.Identifier,
 ) -> tuple[list[str], int]:
-    """COPY the CSV's well-formed lines into temp table _stage; return header and staged count.
+    """COPY the CSV's well-formed lines into the stage table; return header and staged count.
 
     Python only checks each line's field count (fast path: no quote character, count the
     delimiters; otherwise the csv module) and prefixes the line number; PostgreSQL's own
@@ -324,14 +329,13 @@ def _stage_csv(
         raise FileRefused(path, "SCHEMA_DUPLICATE_COLUMN", f"header repeats a column: {', '.join(header)}")
     cols = [sql.SQL("{} text").format(sql.Identifier(h)) for h in header]
     conn.execute(
-        sql.SQL("create temp table _stage (_line_number integer, {}) on commit drop").format(
-            sql.SQL(", ").join(cols)
-        )
+        sql.SQL("create unlogged table {} (_line_number integer, {})").format(stage, sql.SQL(", ").join(cols))
     )
     # Empty strings, quoted or not, are nulls in every column (these systems' convention).
     copy_sql = sql.SQL(
-        "copy _stage from stdin (format csv, delimiter {}, quote {}, null '', force_null ({}))"
+        "copy {} from stdin (format csv, delimiter {}, quote {}, null '', force_null ({}))"
     ).format(
+        stage,
         sql.Literal(feed.delimiter),
         sql.Literal(feed.quotechar),
         sql.SQL(", ").join(sql.Identifier(h) for h in header),
@@ -378,10 +382,16 @@ def _stage_csv(
 
 
 def _stage_jsonl(
-    conn: Connection, feed: Feed, path: Path, facts: _FileFacts, quarantined: list[_Quarantined]
+    conn: Connection,
+    feed: Feed,
+    path: Path,
+    facts: _FileFacts,
+    quarantined: list[_Quarantined],
+    stage: sql.Identifier,
 ) -> tuple[list[str], int]:
-    """COPY the JSON Lines file's objects into _stage(doc jsonb), then expose columns as text."""
+    """COPY the JSON Lines file's objects into _stage_doc(doc jsonb), then the stage table as text."""
     conn.execute("create temp table _stage_doc (_line_number integer, doc jsonb) on commit drop")
+    # (the typed text view below is an unlogged table so the rule checks can run in parallel)
     staged = 0
     buf = io.StringIO()
     with conn.cursor().copy("copy _stage_doc from stdin") as copy:
@@ -417,9 +427,9 @@ def _stage_jsonl(
         sql.Literal(feed.column_names)
     )
     conn.execute(
-        sql.SQL(
-            "create temp table _stage on commit drop as select _line_number, {}, {} from _stage_doc"
-        ).format(sql.SQL(", ").join(cols), extra)
+        sql.SQL("create unlogged table {} as select _line_number, {}, {} from _stage_doc").format(
+            stage, sql.SQL(", ").join(cols), extra
+        )
     )
     return feed.column_names, staged
 
@@ -478,6 +488,9 @@ def load_file(
             ).fetchone()[0]
             result.load_id = load_id
             partition = ensure_partition(conn, feed, day)
+            # An unlogged work table (not a temp one): shared buffers, parallel rule checks.
+            # Created and dropped inside this transaction, so a crash leaves nothing behind.
+            stage = sql.Identifier("raw", f"_stage_{load_id}")
             # Replace the day: one copy, whatever ran before (re-run, re-delivery, crash).
             conn.execute(sql.SQL("truncate {}").format(partition))
             conn.execute(
@@ -488,7 +501,7 @@ def load_file(
             )
             quarantined: list[_Quarantined] = []
             if feed.format == "csv":
-                header, _ = _stage_csv(conn, feed, path, facts, quarantined)
+                header, _ = _stage_csv(conn, feed, path, facts, quarantined, stage)
                 extra_cols = [h for h in header if h not in feed.column_names]
                 if extra_cols:
                     result.warnings.append(f"SCHEMA_EXTRA_COLUMN: kept {', '.join(extra_cols)} in _extra")
@@ -502,30 +515,33 @@ def load_file(
                     else sql.SQL("null::jsonb")
                 )
             else:
-                header, _ = _stage_jsonl(conn, feed, path, facts, quarantined)
+                header, _ = _stage_jsonl(conn, feed, path, facts, quarantined, stage)
                 extra_expr = sql.SQL("_extra_doc")
             present = set(header)
             # Only the bad rows are materialised (line, reason): clean rows go straight to raw.
-            # A repeated business key among otherwise clean rows: the first occurrence wins.
             key = sql.SQL(", ").join(sql.Identifier(k) for k in feed.key)
             conn.execute(
                 sql.SQL(
-                    """create temp table _bad on commit drop as
-                    with checked as (
-                        select s._line_number, {key}, {reason} as _reason from _stage s
-                    )
-                    select _line_number, _reason from checked where _reason is not null
-                    union all
-                    select _line_number, {dup} from (
-                        select _line_number,
-                               row_number() over (partition by {key} order by _line_number) as rn
-                        from checked where _reason is null
-                    ) d where rn > 1"""
+                    "create temp table _bad on commit drop as select _line_number, _reason"
+                    " from (select s._line_number, {reason} as _reason from {stage} s) c"
+                    " where _reason is not null"
                 ).format(
-                    key=key,
-                    reason=_reason_case(feed, present, day, registry, conn.info.server_version),
-                    dup=sql.Literal(f"DUPLICATE_KEY|{feed.key[0]}"),
+                    stage=stage, reason=_reason_case(feed, present, day, registry, conn.info.server_version)
                 )
+            )
+            # A repeated business key among otherwise clean rows: the first occurrence wins.
+            # (Hash-aggregate first: the window runs only over keys that repeat.)
+            conn.execute(
+                sql.SQL(
+                    """insert into _bad
+                    select _line_number, {dup} from (
+                        select s._line_number, row_number() over (partition by {key} order by s._line_number) as rn
+                        from {stage} s
+                        where ({key}) in (select {key} from {stage} group by {key} having count(*) > 1)
+                          and not exists (select 1 from _bad b where b._line_number = s._line_number)
+                    ) d
+                    where rn > 1"""
+                ).format(stage=stage, key=key, dup=sql.Literal(f"DUPLICATE_KEY|{feed.key[0]}"))
             )
             conn.execute("create index on _bad (_line_number)")
             conn.execute("analyze _bad")
@@ -552,9 +568,9 @@ def load_file(
             ]
             loaded = conn.execute(
                 sql.SQL(
-                    "insert into {} ({}) select {} from _stage"
-                    " where not exists (select 1 from _bad b where b._line_number = _stage._line_number)"
-                ).format(partition, sql.SQL(", ").join(target_cols), sql.SQL(", ").join(values))
+                    "insert into {} ({}) select {} from {} s"
+                    " where not exists (select 1 from _bad b where b._line_number = s._line_number)"
+                ).format(partition, sql.SQL(", ").join(target_cols), sql.SQL(", ").join(values), stage)
             ).rowcount
             bad_rows = conn.execute(
                 "select _line_number, split_part(_reason, '|', 1), split_part(_reason, '|', 2)"
@@ -590,6 +606,7 @@ def load_file(
                             q.raw,
                         )
                     )
+            conn.execute(sql.SQL("drop table {}").format(stage))
             result.rows_in_file = facts.data_lines
             result.rows_loaded = loaded
             result.rows_quarantined = len(quarantined)
