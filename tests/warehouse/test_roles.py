@@ -36,9 +36,11 @@ def test_bi_reader_reads_marts_built_by_the_transformer(db):
 
 
 def test_loader_cannot_write_marts_and_ml_cannot_read_raw(db):
-    with psycopg.connect(role_url("crm_loader"), autocommit=True) as loader:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            loader.execute("create table marts.nope (x int)")
+    with (
+        psycopg.connect(role_url("crm_loader"), autocommit=True) as loader,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        loader.execute("create table marts.nope (x int)")
     db.execute("create table raw.t (x int)")
     with psycopg.connect(role_url("crm_ml"), autocommit=True) as ml:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):

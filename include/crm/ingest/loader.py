@@ -287,10 +287,7 @@ def _line_blocks(path: Path, facts: _FileFacts, first: int = 1) -> Iterator[tupl
                 ]
             else:
                 text = b"".join(raws).decode(facts.encoding).split("\n")[:-1]
-            if facts.crlf:
-                text = [t.rstrip("\r\n") for t in text]
-            else:
-                text = [t.rstrip("\n") for t in text]
+            text = [t.rstrip("\r\n") for t in text] if facts.crlf else [t.rstrip("\n") for t in text]
             yield lineno, text
             lineno += len(raws)
 
