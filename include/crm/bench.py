@@ -1,0 +1,162 @@
+"""``make bench``: throughput and memory of each stage, measured on this machine.
+
+Writes ``var/bench/results.json`` and prints a table. Each section measures the real
+component on generated data; nothing here is asserted, it is reported.
+
+    python -m crm.bench [--customers 100000] [--sections generator,ingest,dbt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from crm.settings import get_settings
+
+START = dt.date(2026, 1, 1)
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_generator(customers: int, work: Path) -> dict[str, Any]:
+    from crm.generator.bench import bench
+
+    return bench(customers=customers, days=1, out=work / "gen")
+
+
+def bench_ingest(customers: int, work: Path) -> dict[str, Any]:
+    """Loader rows/s per feed next to a plain COPY of the same file (the machine's limit)."""
+    from crm.feeds import load_registry
+    from crm.generator import generate
+    from crm.ingest import load_file
+    from crm.warehouse import bootstrap, owner_url, role_url, with_database
+
+    settings = get_settings()
+    landing, truth = work / "landing", work / "truth"
+    generate(customers=customers, start=START, days=1, seed=7, out=landing, truth=truth)
+    admin = with_database(owner_url(settings), "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("drop database if exists crm_bench with (force)")
+        conn.execute("create database crm_bench")
+    url = with_database(owner_url(settings), "crm_bench")
+    bootstrap(url, settings)
+    registry = load_registry()
+    results: dict[str, Any] = {}
+    try:
+        with psycopg.connect(role_url("crm_loader", settings, base_url=url)) as conn:
+            for feed in registry.load_order():
+                path = landing / feed.name / START.isoformat() / feed.file
+                if not path.exists():
+                    continue
+                started = time.perf_counter()
+                result = load_file(conn, feed, START, path, registry=registry)
+                seconds = time.perf_counter() - started
+                results[feed.name] = {
+                    "rows": result.rows_in_file,
+                    "mib": round(path.stat().st_size / 2**20, 1),
+                    "loader_s": round(seconds, 3),
+                    "loader_rows_s": round(result.rows_in_file / seconds) if seconds else None,
+                }
+        with psycopg.connect(url, autocommit=True) as conn:
+            for feed in registry.load_order():
+                if feed.name not in results or feed.format != "csv":
+                    continue
+                path = landing / feed.name / START.isoformat() / feed.file
+                cols = ", ".join(f'"{c}" text' for c in feed.column_names)
+                conn.execute(f"create table public.plain_copy ({cols})")
+                started = time.perf_counter()
+                with (
+                    conn.cursor().copy(
+                        "copy public.plain_copy from stdin (format csv, header true, delimiter %s)",
+                        (feed.delimiter,),
+                    ) as copy,
+                    open(path, "rb") as fh,
+                ):
+                    while block := fh.read(1 << 20):
+                        copy.write(block)
+                seconds = time.perf_counter() - started
+                conn.execute("drop table public.plain_copy")
+                entry = results[feed.name]
+                entry["plain_copy_s"] = round(seconds, 3)
+                entry["plain_copy_rows_s"] = round(entry["rows"] / seconds) if seconds else None
+                entry["loader_vs_copy"] = round(seconds / entry["loader_s"], 2) if entry["loader_s"] else None
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("drop database if exists crm_bench with (force)")
+    total_rows = sum(r["rows"] for r in results.values())
+    total_s = sum(r["loader_s"] for r in results.values())
+    copy_feeds = [r for r in results.values() if "plain_copy_s" in r]
+    return {
+        "customers": customers,
+        "feeds": results,
+        "total_rows": total_rows,
+        "total_loader_s": round(total_s, 2),
+        "loader_rows_s": round(total_rows / total_s) if total_s else None,
+        "loader_vs_copy_csv_feeds": round(
+            sum(r["plain_copy_s"] for r in copy_feeds) / sum(r["loader_s"] for r in copy_feeds), 2
+        )
+        if copy_feeds
+        else None,
+    }
+
+
+def bench_dbt(customers: int, work: Path) -> dict[str, Any]:
+    from crm.transform.bench import bench
+
+    return bench(customers=customers, work=work / "dbt")
+
+
+SECTIONS = {"generator": bench_generator, "ingest": bench_ingest, "dbt": bench_dbt}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from crm.logs import setup_logging
+    from crm.warehouse import ensure_ready
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    args = parser.parse_args(argv)
+    setup_logging()
+    settings = get_settings()
+    ensure_ready(settings)
+    work = settings.home / "bench" / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    report: dict[str, Any] = {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+    }
+    for name in args.sections.split(","):
+        fn = SECTIONS[name.strip()]
+        started = time.perf_counter()
+        try:
+            report[name] = fn(args.customers, work)
+        except ModuleNotFoundError as err:
+            report[name] = {"skipped": f"stage not built yet ({err.name})"}
+        report[name]["wall_s"] = round(time.perf_counter() - started, 1)
+        print(f"== {name}: {json.dumps(report[name], indent=1)}")
+    report["peak_rss_mib_bench_process"] = round(_peak_rss_mib())
+    out = settings.home / "bench" / "results.json"
+    out.write_text(json.dumps(report, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"results written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
