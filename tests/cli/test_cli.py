@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from crm.cli import app
 from typer.testing import CliRunner
+
+from crm.cli import app
 
 runner = CliRunner()
 

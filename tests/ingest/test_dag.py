@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+
 from crm.orchestrate import run_dag
 from crm.settings import get_settings
-
 from tests.ingest.test_loader import CUSTOMERS, customer_row, write_csv
 
 DAY = dt.date(2026, 1, 5)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from crm.feeds import load_registry
 from crm.ingest import FileRefused, LoadBalanceError, load_file
 from crm.ingest import loader as loader_module

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+
 from crm.warehouse import role_url
 from crm.warehouse.migrate import current_revision, migrate
 

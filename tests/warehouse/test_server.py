@@ -8,9 +8,9 @@ import time
 
 import psycopg
 import pytest
+
 from crm.settings import Settings
 from crm.warehouse import EmbeddedWarehouse, ensure_ready, with_database
-
 from tests.conftest import _free_port
 
 

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 LOCAL_TZ = "Asia/Shanghai"
 BAD_LINE_SHARE = 0.01  # above this share of undecodable lines the file's encoding is wrong
 COPY_CHUNK = 1 << 20  # bytes handed to COPY at a time
+LOAD_WORK_MEM = "256MB"
 
 DATE_SHAPE = r"^\d{4}-\d{2}-\d{2}$"
 TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$"
@@ -238,24 +239,38 @@ def _reason_case(
             whens.append(sql.SQL("when {} is null then {}").format(ref, flag("MISSING_REQUIRED")))
         for cond, reason in _text_checks(col, ref, day, valid_fn):
             whens.append(sql.SQL("when {} is not null and {} then {}").format(ref, cond, flag(reason)))
+    return sql.SQL("case {} end").format(sql.SQL(" ").join(whens))
+
+
+def _reference_checks(
+    feed: Feed, present: set[str], day: dt.date, registry: Registry, stage: sql.Identifier
+) -> list[sql.Composable]:
+    """One INSERT INTO _bad per referencing column, for rows that passed the value rules.
+
+    Written as standalone anti-joins (not inside the CASE) so PostgreSQL can hash them
+    instead of probing the referenced table once per row.
+    """
+    statements = []
     for col in feed.columns:
         if col.reference is None or col.name not in present:
             continue
         ref_feed, ref_col = col.reference
-        target = registry.feed(ref_feed)
-        whens.append(
+        statements.append(
             sql.SQL(
-                "when {c} is not null and not exists (select 1 from raw.{t} r where r.{rc} = {c}"
-                " and r._business_date <= {d}) then {flag}"
+                "insert into _bad select s._line_number, {flag} from {stage} s"
+                " where s.{c} is not null"
+                " and not exists (select 1 from _bad b where b._line_number = s._line_number)"
+                " and not exists (select 1 from raw.{t} r where r.{rc} = s.{c} and r._business_date <= {d})"
             ).format(
-                c=sql.Identifier("s", col.name),
-                t=sql.Identifier(target.name),
+                flag=sql.Literal(f"UNKNOWN_REFERENCE|{col.name}"),
+                stage=stage,
+                c=sql.Identifier(col.name),
+                t=sql.Identifier(registry.feed(ref_feed).name),
                 rc=sql.Identifier(ref_col),
                 d=sql.Literal(day),
-                flag=sql.Literal(f"UNKNOWN_REFERENCE|{col.name}"),
             )
         )
-    return sql.SQL("case {} end").format(sql.SQL(" ").join(whens))
+    return statements
 
 
 def _typed(col: Column, present: set[str]) -> sql.Composable:
@@ -484,6 +499,11 @@ def load_file(
                 (feed.name, day, str(path), facts.sha256, run_id, started),
             ).fetchone()[0]
             result.load_id = load_id
+            # Hash joins and aggregates over a whole day's file stay in memory.
+            conn.execute(sql.SQL("set local work_mem = {}").format(sql.Literal(LOAD_WORK_MEM)))
+            # The rule checks are CPU-bound and return few rows: let every core scan the stage.
+            conn.execute("set local parallel_setup_cost = 0")
+            conn.execute("set local parallel_tuple_cost = 0.0001")
             partition = ensure_partition(conn, feed, day)
             # An unlogged work table (not a temp one): shared buffers, parallel rule checks.
             # Created and dropped inside this transaction, so a crash leaves nothing behind.
@@ -526,6 +546,8 @@ def load_file(
                     stage=stage, reason=_reason_case(feed, present, day, registry, conn.info.server_version)
                 )
             )
+            for statement in _reference_checks(feed, present, day, registry, stage):
+                conn.execute(statement)
             # A repeated business key among otherwise clean rows: the first occurrence wins.
             # (Hash-aggregate first: the window runs only over keys that repeat.)
             conn.execute(

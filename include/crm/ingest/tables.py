@@ -37,14 +37,9 @@ def ensure_feed_tables(conn: Connection, feed: Feed) -> None:
             sql.Identifier(feed.name), sql.SQL(", ").join(cols)
         )
     )
-    # Lookups by business key (reference checks, dbt de-duplication).
-    conn.execute(
-        sql.SQL("create index if not exists {} on raw.{} ({})").format(
-            sql.Identifier(f"{feed.name}_key"),
-            sql.Identifier(feed.name),
-            sql.SQL(", ").join(sql.Identifier(k) for k in feed.key),
-        )
-    )
+    # No index on raw: a day is written once, in bulk, and read by hash joins (reference
+    # checks, dbt). An index per partition would cost more on load than it saves.
+    conn.execute(sql.SQL("drop index if exists raw.{}").format(sql.Identifier(f"{feed.name}_key")))
     conn.execute(
         sql.SQL(
             """create table if not exists quarantine.{} (

@@ -134,6 +134,9 @@ class EmbeddedWarehouse:
                 "\n# crm: embedded warehouse settings\n"
                 "shared_buffers = 256MB\nwork_mem = 32MB\nmaintenance_work_mem = 256MB\n"
                 "max_wal_size = 2GB\nmax_connections = 100\ntimezone = 'UTC'\n"
+                # A single local node without replicas: bulk loads into a partition
+                # truncated in the same transaction skip the WAL.
+                "wal_level = minimal\nmax_wal_senders = 0\n"
             )
         log.info("initialised embedded warehouse in %s", self.pgdata)
 
