@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, TaskGroup, dag, task
+
 from crm.alerts import on_task_failure
 from crm.feeds import load_registry
 
