@@ -99,11 +99,30 @@ def test_quarantine_matches_the_fault_ledger_exactly(tmp_path, db):
     extra = {k: v for k, v in got_rows.items() if k not in expected_rows}
     assert not missed, f"recall < 100%: {sorted(missed.items())[:10]}"
     assert not extra, f"precision < 100%: {sorted(extra.items())[:10]}"
-    expected_refusals = Counter(
-        e["expected"]
-        for e in ledger
-        if e["level"] == "file"
-        and e["expected"]
-        in {"FILE_EMPTY", "FILE_TRUNCATED", "SCHEMA_MISSING_COLUMN", "FILE_MISSING", "ENCODING"}
-    )
+    refusing = {"FILE_EMPTY", "FILE_TRUNCATED", "SCHEMA_MISSING_COLUMN", "FILE_MISSING", "ENCODING"}
+    expected_refusals = Counter(e["expected"] for e in ledger if e["expected"] in refusing)
+    # A late partition is missing when its day runs ...
+    late = [e for e in ledger if e["kind"] == "late_partition"]
+    expected_refusals["FILE_MISSING"] += len(late)
     assert Counter(err.rule for err in refused) == expected_refusals
+    for err in refused:
+        assert str(err.path) in str(err) and err.rule in str(err)
+
+    # ... and loads when it arrives, asking for the affected day to be reprocessed.
+    delivered = generator.deliver_late(tmp_path / "landing")
+    assert len(delivered) == len(late) == 1
+    feed = REG.feed(late[0]["feed"])
+    day = dt.date.fromisoformat(late[0]["day"])
+    with psycopg.connect(role_url("crm_loader")) as conn:
+        result = load_file(conn, feed, day, delivered[0] / feed.file)
+    assert result.late and result.status == "loaded"
+    assert db.execute("select feed, business_date from audit.reprocess_requests").fetchall() == [
+        (feed.name, day)
+    ]
+
+    tolerated = {e["expected"] for e in ledger if e["outcome"] == "tolerated"} - {
+        "LATE_PARTITION",
+        "DUPLICATE_DELIVERY",
+    }
+    warnings = {w.split(":")[0] for (ws,) in db.execute("select warnings from audit.load_log") for w in ws}
+    assert tolerated <= warnings, f"tolerated drift not recorded: {tolerated - warnings}"

@@ -123,8 +123,10 @@ def _scan(feed: Feed, path: Path) -> _FileFacts:
                 bad.add(lineno)
             lines = lineno
             last = raw
-    if size == 0:
+    if size == 0 and feed.format == "csv":
         raise FileRefused(path, "FILE_EMPTY", "file has no bytes (a day with no rows still has a header)")
+    if size == 0:  # JSON Lines: no events that day
+        return _FileFacts(digest.hexdigest(), feed.encoding, False, False, 0, set())
     if not last.endswith(b"\n"):
         raise FileRefused(
             path, "FILE_TRUNCATED", f"line {lines} has no line end: the file was cut during delivery"

@@ -1,0 +1,1027 @@
+"""The sample bank's latent model and its day-by-day behaviour.
+
+Every customer has hidden traits (value potential from demographics, loyalty,
+channel preference, service sensitivity, satisfaction) and a pre-drawn fate (churn
+day and type). Each simulated day turns those traits into the channel systems'
+records. Churners show signals in the 90 days before they leave: falling balances
+and logins, more complaints and calls that are not resolved, longer queues.
+
+State lives in numpy arrays (one slot per customer / account), so a million
+customers fit in a few hundred MB and a day costs time linear in the customers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from crm.generator import people
+from crm.generator.reference import Reference
+
+PRECURSOR_DAYS = 90
+ANNUAL_CHURN = 0.12  # DOMAIN.md: 10-15 % a year (closure plus silent)
+ANNUAL_GROWTH = 0.14  # new customers a year, as a share of the book
+OCCUPATIONS = np.array(
+    [
+        "engineer",
+        "teacher",
+        "doctor",
+        "civil_servant",
+        "sales",
+        "manager",
+        "business_owner",
+        "worker",
+        "retired",
+        "student",
+        "finance",
+        "it_professional",
+    ]
+)
+OCC_INCOME = np.array([1.3, 0.9, 1.6, 1.0, 0.9, 1.8, 2.5, 0.6, 0.5, 0.2, 1.9, 1.6])
+FAMILY_ROLES = np.array(["head", "spouse", "child", "single", "parent"])
+CURRENCIES = np.array(["CNY", "HKD", "USD"])
+FX_BASE = {"CNY": 1.085, "HKD": 1.0, "USD": 7.80}  # HKD per unit, start of the simulation
+OTHER_BANKS = np.array(["ICBC", "CCB", "BOC", "ABC", "CMB", "PINGAN"])
+MCCS = np.array(["5411", "5812", "5999", "4111", "5311", "5732", "7011", "5541"])
+REMARKS = np.array(["", "", "", "", "客户满意", "办理较快", "等候时间长", "VIP客户", "需回访"])
+QUADRANTS = np.array(["A", "B", "C", "D"])
+
+
+def _ts(day: dt.date, seconds: np.ndarray) -> np.ndarray:
+    """Local timestamps 'YYYY-MM-DD HH:MM:SS' for seconds after the day's midnight."""
+    base = np.datetime64(day.isoformat(), "s")
+    text = np.datetime_as_string(base + seconds.astype("timedelta64[s]")).astype("U19")
+    return np.char.replace(text, "T", " ").astype(object) if len(text) else text.astype(object)
+
+
+def _ts_utc(day: dt.date, seconds: np.ndarray) -> np.ndarray:
+    """UTC ISO 8601 ('...Z') for local (UTC+8) seconds after the day's midnight."""
+    base = np.datetime64(day.isoformat(), "s") - np.timedelta64(8, "h")
+    return np.char.add(np.datetime_as_string(base + seconds.astype("timedelta64[s]")), "Z").astype(object)
+
+
+def _epoch_ms(day: dt.date, seconds: np.ndarray) -> np.ndarray:
+    base = (np.datetime64(day.isoformat(), "s") - np.timedelta64(8, "h")).astype("int64")
+    return (base + seconds.astype("int64")) * 1000 + (seconds * 997 % 1000).astype("int64")
+
+
+def _day_seconds(rng: np.random.Generator, n: int, start: int = 7 * 3600, end: int = 23 * 3600) -> np.ndarray:
+    return np.sort(rng.integers(start, end, n)) if n else np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class Bank:
+    """The simulated bank's state; :meth:`simulate_day` advances it one business day."""
+
+    ref: Reference
+    seed: int
+    start: dt.date
+    days: int
+    n_initial: int
+    # customers
+    cap: int = 0
+    n: int = 0
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    # accounts
+    acap: int = 0
+    na: int = 0
+    acc: dict[str, np.ndarray] = field(default_factory=dict)
+    fx: dict[str, float] = field(default_factory=dict)
+    margin: np.ndarray | None = None  # customer x month realised margin (HKD)
+    open_complaints: list[tuple[int, str, str, str, str, str, int]] = field(default_factory=list)
+
+    # ----------------------------------------------------------------- set-up
+    def __post_init__(self) -> None:
+        rng = np.random.default_rng([self.seed, 0])
+        growth = ANNUAL_GROWTH * self.days / 365
+        self.cap = int(self.n_initial * (1 + 2 * growth)) + 100
+        self.acap = self.cap * 5
+        a = self.arrays
+        for name, dtype in [
+            ("male", bool),
+            ("birth", "datetime64[D]"),
+            ("occ", np.int16),
+            ("years_emp", np.int16),
+            ("income", np.float64),
+            ("role", np.int8),
+            ("fam", np.int8),
+            ("branch", np.int16),
+            ("onboard", "datetime64[D]"),
+            ("rm", np.int32),
+            ("referred_by", np.int32),
+            ("value", np.float64),
+            ("loyalty", np.float64),
+            ("p_mobile", np.float32),
+            ("p_online", np.float32),
+            ("p_atm", np.float32),
+            ("p_branch", np.float32),
+            ("sensitivity", np.float32),
+            ("sat", np.float32),
+            ("churn_day", np.int32),
+            ("churn_type", np.int8),
+            ("status", np.int8),
+            ("quadrant", np.int8),
+        ]:
+            a[name] = np.zeros(self.cap, dtype=dtype)
+        for name, dtype in [
+            ("owner", np.int32),
+            ("product", np.int8),
+            ("currency", np.int8),
+            ("open", "datetime64[D]"),
+            ("close", "datetime64[D]"),
+            ("status", np.int8),
+            ("balance", np.float64),
+            ("limit", np.float64),
+        ]:
+            self.acc[name] = np.zeros(self.acap, dtype=dtype)
+        self.fx = dict(FX_BASE)
+        months = self.days // 30 + 2
+        self.margin = np.zeros((self.cap, months), dtype=np.float32)
+        self._product_family = np.array([p["product_family"] for p in self.ref.products])
+        self._is_asset = np.array([p["is_asset"] == "true" for p in self.ref.products])
+        self._margin_rate = np.array([float(p["annual_margin_rate"]) for p in self.ref.products])
+        self._fee = np.array([float(p["monthly_fee_hkd"]) for p in self.ref.products])
+        self._needs = np.array([float(p["needs_weight"]) for p in self.ref.products])
+        self._currencies = [p["currencies"].split("|") for p in self.ref.products]
+        weights = np.array([float(b["customer_weight"]) for b in self.ref.branches])
+        self._branch_p = weights / weights.sum()
+        self._branch_ids = np.array([b["branch_id"] for b in self.ref.branches], dtype=object)
+        self._branch_city = np.array([b["city"] for b in self.ref.branches], dtype=object)
+        self._branch_area = np.array([b["area_code"] for b in self.ref.branches])
+        self._branch_wait = np.random.default_rng([self.seed, 1]).uniform(240, 720, len(self.ref.branches))
+        self._branch_sat = np.random.default_rng([self.seed, 2]).normal(0, 0.22, len(self.ref.branches))
+        self._cost = {
+            (c["channel"], c["interaction_type"]): float(c["unit_cost_hkd"]) for c in self.ref.channel_costs
+        }
+        self._add_customers(rng, self.n_initial, self.start, initial=True)
+
+    def _add_customers(
+        self, rng: np.random.Generator, k: int, day: dt.date, initial: bool = False
+    ) -> np.ndarray:
+        if k == 0:
+            return np.zeros(0, dtype=np.int64)
+        idx = np.arange(self.n, self.n + k)
+        self.n += k
+        a = self.arrays
+        age = np.clip(rng.normal(42, 13, k), 18, 85)
+        a["male"][idx] = rng.random(k) < 0.5
+        birth = np.datetime64(day.isoformat()) - (age * 365.25).astype("timedelta64[D]")
+        a["birth"][idx] = birth
+        occ = rng.integers(0, len(OCCUPATIONS), k)
+        occ = np.where(age > 62, 8, np.where(age < 23, 9, occ))
+        a["occ"][idx] = occ
+        a["years_emp"][idx] = np.clip((age - 22) * rng.uniform(0.2, 0.9, k), 0, 45).astype(np.int16)
+        # Income: log-normal, driven by occupation and age; heavy right tail.
+        income = np.exp(rng.normal(11.4, 0.75, k)) * OCC_INCOME[occ] * (1 + np.clip(age - 25, 0, 25) / 40)
+        a["income"][idx] = np.round(np.minimum(income, 60_000_000), -2)
+        a["role"][idx] = rng.choice(5, k, p=[0.38, 0.27, 0.08, 0.2, 0.07])
+        a["fam"][idx] = np.clip(rng.poisson(2.2, k) + 1, 1, 8)
+        a["branch"][idx] = rng.choice(len(self._branch_p), k, p=self._branch_p)
+        if initial:
+            tenure = rng.integers(30, 365 * 12, k)
+            a["onboard"][idx] = np.datetime64(day.isoformat()) - tenure.astype("timedelta64[D]")
+        else:
+            a["onboard"][idx] = np.datetime64(day.isoformat())
+        # Latent traits.
+        wealth = rng.lognormal(0, 1.1, k)
+        a["value"][idx] = a["income"][idx] * wealth
+        loyalty = np.clip(rng.beta(2.2, 2.2, k) + 0.05 * np.log1p(wealth), 0, 1)
+        a["loyalty"][idx] = loyalty
+        young = np.clip((60 - age) / 40, 0, 1)
+        pref = rng.dirichlet([2.5, 1.6, 1.0, 0.6], k)
+        pref[:, 0] *= 0.5 + young
+        pref[:, 3] *= 1.5 - young
+        pref /= pref.sum(axis=1, keepdims=True)
+        a["p_mobile"][idx], a["p_online"][idx], a["p_atm"][idx], a["p_branch"][idx] = pref.T
+        a["sensitivity"][idx] = rng.beta(2, 3, k)
+        a["sat"][idx] = rng.normal(0.0, 0.45, k)
+        a["status"][idx] = 0  # 0 active, 1 dormant, 2 closed
+        # Fate: churn day (days after start) and type; loyal customers leave less.
+        hazard = ANNUAL_CHURN / 365 * (1.8 - 1.4 * loyalty) * (0.7 + 0.6 * a["sensitivity"][idx])
+        # New customers stay at least 60 days before they can leave.
+        first = (
+            0
+            if initial
+            else int((np.datetime64(day.isoformat()) - np.datetime64(self.start.isoformat())).astype(int))
+            + 60
+        )
+        wait = rng.geometric(np.clip(hazard, 1e-6, 1), k)
+        a["churn_day"][idx] = np.where(first + wait < 10**6, first + wait, 10**6).astype(np.int32)
+        a["churn_type"][idx] = np.where(rng.random(k) < 0.45, 1, 2)  # 1 closure, 2 silent
+        ref_p = 0.03 + 0.05 * loyalty
+        a["referred_by"][idx] = np.where(
+            (rng.random(k) < ref_p) & (self.n - k > 0), rng.integers(0, max(self.n - k, 1), k), -1
+        )
+        a["rm"][idx] = -1
+        self._open_accounts(rng, idx, day, initial)
+        self._assign_segments_and_rms()
+        return idx
+
+    def _open_accounts(self, rng: np.random.Generator, idx: np.ndarray, day: dt.date, initial: bool) -> None:
+        a = self.arrays
+        k = len(idx)
+        # Product needs: more products for richer, more loyal customers (2-3 on average).
+        affinity = (np.log(a["value"][idx]) - 11.5) / 2 + a["loyalty"][idx]
+        owners, products = [], []
+        for p, need in enumerate(self._needs):
+            prob = np.clip(need * (0.55 + 0.45 * affinity), 0.02, 0.98) if p else np.ones(k)
+            take = rng.random(k) < prob
+            owners.append(idx[take])
+            products.append(np.full(take.sum(), p))
+        owner = np.concatenate(owners)
+        product = np.concatenate(products)
+        m = len(owner)
+        j = np.arange(self.na, self.na + m)
+        self.na += m
+        c = self.acc
+        c["owner"][j] = owner
+        c["product"][j] = product
+        cur = np.zeros(m, dtype=np.int8)
+        for p, allowed in enumerate(self._currencies):
+            sel = product == p
+            choice = rng.choice(len(allowed), sel.sum(), p=_currency_mix(allowed))
+            cur[sel] = [int(np.where(allowed[x] == CURRENCIES)[0][0]) for x in choice]
+        c["currency"][j] = cur
+        onboard = a["onboard"][owner]
+        if initial:
+            span = (np.datetime64(day.isoformat()) - onboard).astype(int)
+            c["open"][j] = onboard + (rng.random(m) * np.minimum(span, 400)).astype("timedelta64[D]")
+        else:
+            c["open"][j] = np.datetime64(day.isoformat())
+        c["status"][j] = 0
+        value = a["value"][owner]
+        family = self._product_family[product]
+        bal = np.where(
+            family == "deposit",
+            value * rng.uniform(0.05, 0.35, m),
+            np.where(
+                family == "time_deposit",
+                value * rng.uniform(0.2, 0.8, m),
+                np.where(
+                    family == "investment",
+                    value * rng.uniform(0.2, 1.2, m),
+                    np.where(
+                        family == "fx_account",
+                        value * rng.uniform(0.05, 0.3, m),
+                        np.where(
+                            family == "insurance",
+                            value * rng.uniform(0.05, 0.2, m),
+                            np.where(
+                                family == "credit_card",
+                                -a["income"][owner] * rng.uniform(0, 0.05, m),
+                                np.where(
+                                    family == "personal_loan",
+                                    -a["income"][owner] * rng.uniform(0.2, 0.8, m),
+                                    -a["income"][owner] * rng.uniform(2, 6, m),
+                                ),
+                            ),
+                        ),
+                    ),
+                ),
+            ),
+        )
+        rate = np.array([self.fx[x] for x in CURRENCIES])[cur]
+        c["balance"][j] = np.round(bal / rate, 2)  # values are in HKD terms, stored in account currency
+        c["limit"][j] = np.where(family == "credit_card", np.round(a["income"][owner] * 0.3, -3), 0)
+
+    def _assign_segments_and_rms(self) -> None:
+        a = self.arrays
+        n = self.n
+        high_value = a["value"][:n] >= np.quantile(a["value"][:n], 0.8)
+        high_loyal = a["loyalty"][:n] >= np.quantile(a["loyalty"][:n], 0.5)
+        a["quadrant"][:n] = np.where(
+            high_value & high_loyal, 0, np.where(high_value, 1, np.where(high_loyal, 2, 3))
+        )
+        # Key customers (top 20 % by value) have a relationship manager (~150 each).
+        top = np.flatnonzero(high_value)
+        need = top[a["rm"][top] < 0]
+        a["rm"][need] = 1 + (need % max(1, len(top) // 150 + 1))
+
+    # ----------------------------------------------------------------- one day
+    def simulate_day(self, d: int) -> Iterator[tuple[str, pd.DataFrame]]:
+        """Yield (feed, records) for business day ``start + d``, one feed at a time.
+
+        Frames are yielded (not collected) so the caller can write and drop each one:
+        memory stays at one feed-day, not a whole day.
+        """
+        day = self.start + dt.timedelta(days=d)
+        rng = np.random.default_rng([self.seed, 100 + d])
+        a = self.arrays
+        new_ids = np.zeros(0, dtype=np.int64)
+        if d > 0:
+            k = rng.poisson(self.n_initial * ANNUAL_GROWTH / 365)
+            before = self.na
+            new_ids = self._add_customers(rng, min(k, self.cap - self.n - 1), day)
+            new_accounts = np.arange(before, self.na)
+        else:
+            new_accounts = np.arange(self.na)
+        n = self.n
+        alive = a["status"][:n] < 2
+        to_churn = a["churn_day"][:n] - d  # days until churn
+        pre = np.clip(1 - to_churn / PRECURSOR_DAYS, 0, 1) * (to_churn > 0)  # 0..1 in the window
+        churn_today = (to_churn == 0) & alive
+        activity = np.where(to_churn <= 0, 0.03, 1 - 0.85 * pre) * alive
+        changed = self._customer_changes(rng, d, day, churn_today, new_ids)
+        yield "core_customers", self._customers_frame(np.arange(n) if d == 0 else changed, day, d, new_ids)
+        closed = self._account_changes(rng, day, churn_today, pre)
+        new_set = set(new_accounts.tolist())
+        yield "core_accounts", self._accounts_frame(np.union1d(new_accounts, closed), day, d, new_set)
+        yield "fx_rates", self._fx_frame(rng, day)
+        yield "core_transactions", self._transactions(rng, d, day, activity, pre, churn_today)
+        for chunk in self._balances_frames(day):
+            yield "core_balances", chunk
+        self._accrue_balances(d)
+        touched: list[tuple[str, np.ndarray]] = []
+        for feed, fn, cost in (
+            ("branch_visits", self._branch_visits, ("branch", "visit")),
+            ("atm_events", self._atm, ("atm", "event")),
+            ("online_sessions", self._online, ("online", "session")),
+            ("mobile_events", self._mobile, ("mobile", "event")),
+            ("contact_calls", self._calls, ("contact_centre", "inbound_call")),
+        ):
+            frame = fn(rng, d, day, activity, pre)
+            ids = _cidx(frame["customer_id"])
+            np.add.at(self.margin[:, d // 30], ids, -self._cost[cost])
+            if feed in ("branch_visits", "contact_calls"):
+                touched.append((feed, ids))
+            yield feed, frame
+            del frame
+        yield "complaints", self._complaints(rng, d, day, pre, alive)
+        yield "surveys", self._surveys(rng, d, day, touched, pre)
+        campaigns = self._campaigns(rng, d, day, alive)
+        np.add.at(
+            self.margin[:, d // 30],
+            _cidx(campaigns["customer_id"]),
+            -campaigns["contact_cost"].astype(float).to_numpy(),
+        )
+        yield "campaign_contacts", campaigns
+        yield "referrals", self._referrals(rng, d, day, alive, new_ids)
+
+    # ----------------------------------------------------------------- core banking
+    def _customer_changes(self, rng, d, day, churn_today, new_ids) -> np.ndarray:
+        a = self.arrays
+        n = self.n
+        closure = churn_today & (a["churn_type"][:n] == 1)
+        a["status"][:n][closure] = 2
+        # Silent leavers stop using the bank; the core marks them dormant after ~60 quiet days.
+        dormant = (a["churn_type"][:n] == 2) & (a["churn_day"][:n] == d - 60) & (a["status"][:n] == 0)
+        a["status"][:n][dormant] = 1
+        # A few ordinary changes: income revised, moved city, new RM.
+        moved = (rng.random(n) < 0.0004) & (a["status"][:n] < 2)
+        a["income"][:n][moved] = np.round(a["income"][:n][moved] * rng.uniform(0.9, 1.3, moved.sum()), -2)
+        changed = np.flatnonzero(closure | dormant | moved)
+        return np.setdiff1d(np.union1d(changed, new_ids), [])
+
+    def _customers_frame(self, idx, day, d, new_ids) -> pd.DataFrame:
+        a = self.arrays
+        idx = np.asarray(idx, dtype=np.int64)
+        k = len(idx)
+        branch = a["branch"][idx]
+        cities = self._branch_city[branch]
+        # Identity fields are pure functions of (seed, customer number), so every CDC row
+        # of a customer repeats them exactly.
+        full_name = _keyed_choice(self.seed, idx, people.names)
+        mobile = _keyed_choice(self.seed + 1, idx, people.mobiles)
+        seq = (idx * 7919 + self.seed) % 500
+        nid = people.national_ids(self._branch_area[branch], a["birth"][idx], a["male"][idx], seq)
+        email = people.emails(idx, self.seed)
+        addr = people.addresses(cities, idx)
+        is_new = np.isin(idx, new_ids) | (d == 0)
+        rm = a["rm"][idx]
+        ref = a["referred_by"][idx]
+        return pd.DataFrame(
+            {
+                "customer_id": _cid(idx),
+                "change_type": np.where(is_new, "I", "U"),
+                "national_id": nid,
+                "full_name": full_name,
+                "mobile": mobile,
+                "email": email,
+                "address": addr,
+                "gender": np.where(a["male"][idx], "M", "F"),
+                "birth_date": np.datetime_as_string(a["birth"][idx]),
+                "occupation": OCCUPATIONS[a["occ"][idx]],
+                "years_employed": a["years_emp"][idx],
+                "annual_income_cny": np.char.mod("%.2f", np.round(a["income"][idx] / FX_BASE["CNY"], 2)),
+                "family_role": FAMILY_ROLES[a["role"][idx]],
+                "family_size": a["fam"][idx],
+                "city": cities,
+                "home_branch_id": self._branch_ids[branch],
+                "onboarding_date": np.datetime_as_string(a["onboard"][idx]),
+                "status": np.array(["active", "dormant", "closed"])[a["status"][idx]],
+                "rm_id": np.where(rm > 0, np.char.add("RM", _zfill(rm.astype("U4"), 4)), ""),
+                "referred_by": np.where(ref >= 0, _cid(np.maximum(ref, 0)), ""),
+                "updated_at": _ts(day, np.full(k, 6 * 3600) + (idx % 3600)),
+            }
+        )
+
+    def _account_changes(self, rng, day, churn_today, pre) -> np.ndarray:
+        c = self.acc
+        na = self.na
+        owner = c["owner"][:na]
+        closing = churn_today[owner] & (self.arrays["churn_type"][owner] == 1) & (c["status"][:na] == 0)
+        c["status"][:na][closing] = 1
+        c["close"][:na][closing] = np.datetime64(day.isoformat())
+        # Balances drift; churners in their last 90 days draw money down.
+        asset = self._is_asset[c["product"][:na]]
+        drift = rng.normal(0.0003, 0.01, na) - 0.02 * pre[owner] * asset
+        c["balance"][:na] *= np.exp(drift)
+        c["balance"][:na] = np.round(c["balance"][:na], 2)
+        c["balance"][:na][closing] = 0
+        return np.flatnonzero(closing)
+
+    def _accounts_frame(self, j, day, d, new_set) -> pd.DataFrame:
+        c = self.acc
+        j = np.asarray(j, dtype=np.int64)
+        codes = np.array(self.ref.product_codes)
+        close = c["close"][j]
+        closed = c["status"][j] == 1
+        limit = c["limit"][j]
+        return pd.DataFrame(
+            {
+                "account_id": np.char.add("A", _zfill((j + 1).astype("U11"), 11)),
+                "change_type": np.array(
+                    ["I" if (d == 0 or x in new_set) else "U" for x in j.tolist()], dtype=object
+                ),
+                "customer_id": np.char.add("C", _zfill((c["owner"][j] + 1).astype("U9"), 9)),
+                "product_code": codes[c["product"][j]],
+                "currency": CURRENCIES[c["currency"][j]],
+                "open_date": np.datetime_as_string(c["open"][j]),
+                "close_date": np.where(closed, np.datetime_as_string(close), ""),
+                "status": np.where(closed, "closed", "open"),
+                "credit_limit": np.where(limit > 0, np.char.mod("%.2f", limit), ""),
+                "updated_at": _ts(day, np.full(len(j), 5 * 3600) + (j % 3600)),
+            }
+        )
+
+    def _balances_frames(self, day, chunk: int = 400_000) -> Iterator[pd.DataFrame]:
+        """End-of-day balances of every open account, in chunks (the largest feed)."""
+        c = self.acc
+        open_ = np.flatnonzero(c["status"][: self.na] == 0)
+        for lo in range(0, max(len(open_), 1), chunk):
+            yield self._balances_frame(day, open_[lo : lo + chunk])
+
+    def _balances_frame(self, day, j: np.ndarray) -> pd.DataFrame:
+        c = self.acc
+        bal = c["balance"][j]
+        avail = np.where(bal > 0, bal, bal + c["limit"][j])
+        return pd.DataFrame(
+            {
+                "balance_date": day.isoformat(),
+                "account_id": np.char.add("A", _zfill((j + 1).astype("U11"), 11)),
+                "currency": CURRENCIES[c["currency"][j]],
+                "ledger_balance": np.char.mod("%.2f", bal),
+                "available_balance": np.char.mod("%.2f", avail),
+            }
+        )
+
+    def _fx_frame(self, rng, day) -> pd.DataFrame:
+        for cur in ("CNY", "USD"):
+            self.fx[cur] = round(self.fx[cur] * float(np.exp(rng.normal(0, 0.002))), 6)
+        return pd.DataFrame(
+            {
+                "rate_date": day.isoformat(),
+                "currency": ["CNY", "HKD", "USD"],
+                "reporting_currency": "HKD",
+                "rate": [f"{self.fx['CNY']:.6f}", "1.000000", f"{self.fx['USD']:.6f}"],
+            }
+        )
+
+    def _primary_account(self) -> np.ndarray:
+        """Each customer's first open deposit account (-1 if none)."""
+        c = self.acc
+        na = self.na
+        primary = np.full(self.n, -1, dtype=np.int64)
+        dep = np.flatnonzero((c["status"][:na] == 0) & (self._product_family[c["product"][:na]] == "deposit"))
+        # Reverse so the first account wins on assignment.
+        primary[c["owner"][dep][::-1]] = dep[::-1]
+        return primary
+
+    def _transactions(self, rng, d, day, activity, pre, churn_today) -> pd.DataFrame:
+        a = self.arrays
+        n = self.n
+        primary = self._primary_account()
+        lam = (0.35 + 0.9 * a["loyalty"][:n]) * activity * (primary >= 0)
+        count = rng.poisson(lam)
+        who = np.repeat(np.arange(n), count)
+        # Silent leavers move most of their money to another bank on their churn day.
+        silent = np.flatnonzero(churn_today & (a["churn_type"][:n] == 2) & (primary >= 0))
+        m = len(who)
+        types = np.array(
+            [
+                "card_purchase",
+                "transfer_out",
+                "transfer_in",
+                "salary",
+                "bill_payment",
+                "atm_withdrawal",
+                "fee",
+                "investment_buy",
+                "fx_exchange",
+            ]
+        )
+        t = rng.choice(len(types), m, p=[0.38, 0.16, 0.1, 0.05, 0.14, 0.07, 0.03, 0.04, 0.03])
+        txn_type = types[t]
+        income = a["income"][who]
+        amount = np.round(np.clip(rng.lognormal(np.log(income / 400 + 50), 0.9), 1, 2_000_000), 2)
+        amount = np.where(txn_type == "salary", np.round(income / 12, 2), amount)
+        amount = np.where(txn_type == "fee", np.round(rng.uniform(5, 50, m), 2), amount)
+        pref = np.stack([a["p_mobile"][who], a["p_online"][who], a["p_branch"][who] * 0.5], axis=1)
+        pref = pref / pref.sum(axis=1, keepdims=True)
+        pick = (rng.random(m)[:, None] > np.cumsum(pref, axis=1)).sum(axis=1)
+        channel = np.array(["mobile", "online", "branch"])[np.minimum(pick, 2)]
+        channel = np.where(np.isin(txn_type, ["salary", "fee", "card_purchase"]), "system", channel)
+        channel = np.where(txn_type == "atm_withdrawal", "atm", channel)
+        direction = np.where(np.isin(txn_type, ["transfer_in", "salary"]), "C", "D")
+        counterparty = np.where(
+            (txn_type == "transfer_out") & (rng.random(m) < 0.3 + 0.6 * pre[who]),
+            OTHER_BANKS[rng.integers(0, len(OTHER_BANKS), m)],
+            "",
+        )
+        acct = primary[who]
+        if len(silent):
+            c = self.acc
+            drain = np.zeros(len(silent))
+            for k, cust in enumerate(silent):
+                mine = np.flatnonzero(
+                    (c["owner"][: self.na] == cust)
+                    & self._is_asset[c["product"][: self.na]]
+                    & (c["status"][: self.na] == 0)
+                )
+                drain[k] = float(np.clip(c["balance"][mine].clip(min=0).sum() * 0.9, 0, 49_000_000))
+                c["balance"][mine] = np.round(c["balance"][mine] * 0.1, 2)
+            keep = drain >= 1
+            silent, drain = silent[keep], drain[keep]
+            who = np.concatenate([who, silent])
+            acct = np.concatenate([acct, primary[silent]])
+            txn_type = np.concatenate([txn_type, np.full(len(silent), "transfer_out")])
+            amount = np.concatenate([amount, np.round(drain / self.fx["CNY"], 2)])
+            channel = np.concatenate([channel, np.full(len(silent), "online")])
+            direction = np.concatenate([direction, np.full(len(silent), "D")])
+            counterparty = np.concatenate(
+                [counterparty, OTHER_BANKS[rng.integers(0, len(OTHER_BANKS), len(silent))]]
+            )
+            m = len(who)
+        secs = np.sort(rng.integers(0, 86400, m)) if m else np.zeros(0, dtype=np.int64)
+        fee = np.where(txn_type == "transfer_out", np.round(np.minimum(amount * 0.001, 50), 2), 0)
+        return pd.DataFrame(
+            {
+                "txn_id": np.char.add(f"T{d + 1:05d}", _zfill(np.arange(1, m + 1).astype("U9"), 9)),
+                "account_id": np.char.add("A", _zfill((acct + 1).astype("U11"), 11)),
+                "posted_at": _ts(day, secs),
+                "value_date": day.isoformat(),
+                "amount": np.char.mod("%.2f", amount),
+                "currency": CURRENCIES[self.acc["currency"][acct]] if m else np.zeros(0, "U3"),
+                "direction": direction,
+                "txn_type": txn_type,
+                "channel": channel,
+                "mcc": np.where(txn_type == "card_purchase", MCCS[rng.integers(0, len(MCCS), m)], ""),
+                "counterparty_bank": counterparty,
+                "fee": np.char.mod("%.2f", fee),
+            }
+        )
+
+    # ----------------------------------------------------------------- channels
+    def _events(self, rng, activity, share, rate) -> np.ndarray:
+        a = self.arrays
+        lam = rate * a[share][: self.n] * activity
+        return np.repeat(np.arange(self.n), rng.poisson(lam))
+
+    def _branch_visits(self, rng, d, day, activity, pre) -> pd.DataFrame:
+        a = self.arrays
+        who = self._events(rng, activity, "p_branch", 0.05)
+        m = len(who)
+        branch = a["branch"][who]
+        wait = np.round(rng.exponential(self._branch_wait[branch] * (1 + 1.5 * pre[who]))).astype(int)
+        wait = np.minimum(wait, 7200)
+        service = np.minimum(np.round(rng.gamma(3, 200, m)).astype(int), 7200)
+        ticket = _day_seconds(rng, m, 9 * 3600, 16 * 3600)
+        services = np.array(
+            [
+                "cash",
+                "account_opening",
+                "wealth_advice",
+                "loan",
+                "card_service",
+                "foreign_exchange",
+                "enquiry",
+                "complaint",
+            ]
+        )
+        stype = services[rng.choice(8, m, p=[0.3, 0.06, 0.12, 0.06, 0.14, 0.08, 0.2, 0.04])]
+        return pd.DataFrame(
+            {
+                "ticket_id": np.char.add(f"Q{d + 1:04d}", _zfill(np.arange(1, m + 1).astype("U8"), 8)),
+                "branch_id": self._branch_ids[branch],
+                "customer_id": _cid(who),
+                "ticket_time": _ts(day, ticket),
+                "called_time": _ts(day, ticket + wait),
+                "completed_time": _ts(day, ticket + wait + service),
+                "wait_seconds": wait,
+                "service_seconds": service,
+                "service_type": stype,
+                "staff_id": np.char.add("S", _zfill(rng.integers(1, 400, m).astype("U4"), 4)),
+                "remark": REMARKS[rng.integers(0, len(REMARKS), m)],
+            }
+        )
+
+    def _atm(self, rng, d, day, activity, pre) -> pd.DataFrame:
+        a = self.arrays
+        who = self._events(rng, activity, "p_atm", 0.16)
+        m = len(who)
+        kinds = np.array(["WITHDRAWAL", "DEPOSIT", "INQUIRY", "FAILURE"])
+        kind = kinds[rng.choice(4, m, p=[0.55, 0.15, 0.24, 0.06])]
+        amount = np.where(np.isin(kind, ["WITHDRAWAL", "DEPOSIT"]), rng.integers(1, 50, m) * 10000, 0)
+        branch = a["branch"][who]
+        return pd.DataFrame(
+            {
+                "event_id": np.char.add(f"E{d + 1:05d}", _zfill(np.arange(1, m + 1).astype("U9"), 9)),
+                "terminal_id": np.char.add(
+                    "ATM", _zfill((branch * 10 + rng.integers(0, 8, m)).astype("U5"), 5)
+                ),
+                "branch_id": self._branch_ids[branch],
+                "event_time_utc": _ts_utc(day, _day_seconds(rng, m, 6 * 3600, 23 * 3600)),
+                "customer_id": _cid(who),
+                "event_type": kind,
+                "amount_minor": np.where(np.isin(kind, ["WITHDRAWAL", "DEPOSIT"]), amount.astype(str), ""),
+                "currency": np.where(np.isin(kind, ["WITHDRAWAL", "DEPOSIT"]), "CNY", ""),
+                "failure_code": np.where(
+                    kind == "FAILURE", np.array(["E01", "E07", "E12"])[rng.integers(0, 3, m)], ""
+                ),
+            }
+        )
+
+    def _online(self, rng, d, day, activity, pre) -> pd.DataFrame:
+        who = self._events(rng, activity, "p_online", 0.45)
+        m = len(who)
+        start = _day_seconds(rng, m, 6 * 3600, 23 * 3600)
+        dur = rng.integers(60, 1800, m)
+        result = np.array(["success", "failed_password", "locked"])[rng.choice(3, m, p=[0.95, 0.045, 0.005])]
+        ok = result == "success"
+        return pd.DataFrame(
+            {
+                "session_id": np.char.add(f"OS{d + 1:05d}-", np.arange(1, m + 1).astype("U9")),
+                "customer_id": _cid(who),
+                "login_at": _ts_utc(day, start),
+                "logout_at": np.where(ok, _ts_utc(day, np.minimum(start + dur, 86399)), None),
+                "page_views": np.where(ok, rng.integers(1, 40, m), 0),
+                "transactions": np.where(ok, rng.poisson(0.6, m), 0),
+                "browser": np.array(["chrome", "edge", "safari", "firefox", "360se"])[rng.integers(0, 5, m)],
+                "login_result": result,
+            }
+        )
+
+    def _mobile(self, rng, d, day, activity, pre) -> pd.DataFrame:
+        a = self.arrays
+        sessions = self._events(rng, activity, "p_mobile", 0.55)
+        per = rng.integers(1, 4, len(sessions))  # events between login and logout
+        who = np.repeat(sessions, per + 2)
+        m = len(who)
+        start = np.repeat(_day_seconds(rng, len(sessions), 6 * 3600, 23 * 3600), per + 2)
+        step = np.concatenate([np.arange(k + 2) for k in per]) if len(per) else np.zeros(0, dtype=np.int64)
+        mids = np.array(["view_balance", "transfer", "bill_payment", "card_control", "investment_view"])
+        kind = mids[rng.choice(5, m, p=[0.5, 0.2, 0.15, 0.05, 0.1])].astype(object)
+        first = step == 0
+        last = np.concatenate([step[1:] == 0, [True]]) if m else np.zeros(0, dtype=bool)
+        kind[first] = "login"
+        kind[last & ~first] = "logout"
+        os_ = np.where(a["male"][who] ^ (who % 3 == 0), "android", "ios")
+        os_ = np.where(who % 11 == 0, "harmonyos", os_)
+        return pd.DataFrame(
+            {
+                "event_id": np.char.add(f"ME{d + 1:05d}-", np.arange(1, m + 1).astype("U9")),
+                "customer_id": _cid(who),
+                "event_ts_ms": _epoch_ms(day, np.minimum(start + step * 20, 86399)),
+                "event_type": kind,
+                "app_version": np.array(["6.2.0", "6.3.1", "6.4.0"])[who % 3],
+                "os": os_,
+            }
+        )
+
+    def _calls(self, rng, d, day, activity, pre) -> pd.DataFrame:
+        a = self.arrays
+        n = self.n
+        lam = (0.012 + 0.05 * pre) * np.where(activity > 0, 1, 0) * (0.5 + a["sensitivity"][:n])
+        who = np.repeat(np.arange(n), rng.poisson(lam))
+        m = len(who)
+        outbound = rng.random(m) < 0.2
+        reasons = np.array(
+            [
+                "balance_enquiry",
+                "card_issue",
+                "complaint",
+                "loan_enquiry",
+                "fraud_report",
+                "product_info",
+                "retention",
+                "other",
+            ]
+        )
+        p_complaint = np.clip(0.06 + 0.5 * pre[who], 0, 0.8)
+        reason = np.where(
+            rng.random(m) < p_complaint,
+            "complaint",
+            reasons[rng.choice(8, m, p=[0.3, 0.2, 0.0, 0.1, 0.04, 0.2, 0.0, 0.16])],
+        )
+        reason = np.where(outbound, np.where(pre[who] > 0.3, "retention", "sales"), reason)
+        fcr = rng.random(m) < (0.78 - 0.45 * pre[who])
+        return pd.DataFrame(
+            {
+                "call_id": np.char.add(f"K{d + 1:04d}", _zfill(np.arange(1, m + 1).astype("U8"), 8)),
+                "customer_id": _cid(who),
+                "direction": np.where(outbound, "outbound", "inbound"),
+                "started_at": _ts(day, _day_seconds(rng, m, 8 * 3600, 22 * 3600)),
+                "queue_seconds": np.where(
+                    outbound, 0, np.minimum(rng.exponential(90 * (1 + pre[who]), m), 3600).astype(int)
+                ),
+                "handle_seconds": np.minimum(rng.gamma(2.5, 120, m), 7200).astype(int),
+                "reason": reason,
+                "first_contact_resolution": np.where(fcr, "true", "false"),
+                "transfers": np.where(fcr, 0, rng.integers(0, 3, m)),
+                "agent_id": np.char.add("AG", _zfill(rng.integers(1, 300, m).astype("U4"), 4)),
+            }
+        )
+
+    def _complaints(self, rng, d, day, pre, alive) -> pd.DataFrame:
+        a = self.arrays
+        n = self.n
+        lam = (0.004 / 30) * (1 + 12 * pre) * alive * (0.5 + a["sensitivity"][:n])
+        who = np.repeat(np.arange(n), rng.poisson(lam))
+        m = len(who)
+        rows = []
+        cats = np.array(
+            ["fees", "service", "wait_time", "product", "system_outage", "staff", "fraud", "other"]
+        )
+        chans = np.array(["branch", "atm", "online", "mobile", "contact_centre", "rm"])
+        base = len(self.open_complaints) + 1000 * d
+        opened = _day_seconds(rng, m, 8 * 3600, 20 * 3600)
+        for k, cust in enumerate(who.tolist()):
+            cid = f"CP{d + 1:04d}{k + 1:06d}"
+            cat = str(cats[rng.choice(8, p=[0.22, 0.2, 0.18, 0.14, 0.08, 0.08, 0.03, 0.07])])
+            chan = str(chans[rng.choice(6, p=[0.35, 0.05, 0.1, 0.15, 0.3, 0.05])])
+            sev = str(np.array(["low", "medium", "high"])[rng.choice(3, p=[0.5, 0.38, 0.12])])
+            opened_at = _ts(day, np.array([opened[k]]))[0]
+            days_to_resolve = int(
+                rng.choice([0, 1, 2, 3, 5, 8, 13], p=[0.35, 0.2, 0.15, 0.1, 0.1, 0.06, 0.04])
+            )
+            if days_to_resolve == 0:
+                rows.append(
+                    (
+                        cid,
+                        cust,
+                        opened_at,
+                        chan,
+                        cat,
+                        sev,
+                        "resolved",
+                        _ts(day, np.array([min(opened[k] + 3600, 86399)]))[0],
+                        "true",
+                    )
+                )
+            else:
+                rows.append((cid, cust, opened_at, chan, cat, sev, "open", "", ""))
+                self.open_complaints.append((d + days_to_resolve, cid, cust, opened_at, chan, cat, sev))
+        del base
+        still = []
+        for item in self.open_complaints:
+            due, cid, cust, opened_at, chan, cat, sev = item
+            if due == d:
+                rows.append(
+                    (
+                        cid,
+                        cust,
+                        opened_at,
+                        chan,
+                        cat,
+                        sev,
+                        "resolved",
+                        _ts(day, np.array([15 * 3600]))[0],
+                        "false",
+                    )
+                )
+            else:
+                still.append(item)
+        self.open_complaints = still
+        frame = pd.DataFrame(
+            rows,
+            columns=[
+                "complaint_id",
+                "customer",
+                "opened_at",
+                "channel",
+                "category",
+                "severity",
+                "status",
+                "resolved_at",
+                "first_contact_resolution",
+            ],
+        )
+        frame.insert(1, "customer_id", _cid(frame.pop("customer").to_numpy(dtype=np.int64)))
+        return frame[
+            [
+                "complaint_id",
+                "customer_id",
+                "opened_at",
+                "channel",
+                "category",
+                "severity",
+                "status",
+                "resolved_at",
+                "first_contact_resolution",
+            ]
+        ]
+
+    def _surveys(self, rng, d, day, touched_by: list[tuple[str, np.ndarray]], pre) -> pd.DataFrame:
+        a = self.arrays
+        # Survey invitations after a branch visit or a call, ~10 % respond; plus digital pulses.
+        touched = np.concatenate([ids for _, ids in touched_by])
+        chan = np.concatenate(
+            [
+                np.full(len(ids), "branch" if feed == "branch_visits" else "contact_centre")
+                for feed, ids in touched_by
+            ]
+        )
+        digital = np.flatnonzero(rng.random(self.n) < 0.0008 * (a["status"][: self.n] < 2))
+        touched = np.concatenate([touched, digital])
+        chan = np.concatenate(
+            [chan, np.where(a["p_mobile"][digital] > a["p_online"][digital], "mobile", "online")]
+        )
+        respond = rng.random(len(touched)) < 0.10
+        who, chan = touched[respond], chan[respond]
+        m = len(who)
+        branch = a["branch"][who]
+        mu = 4.05 + a["sat"][who] + self._branch_sat[branch] * (chan == "branch") - 0.9 * pre[who]
+
+        def item(shift: float, spread: float) -> np.ndarray:
+            return np.clip(np.round(rng.normal(mu + shift, spread)), 1, 5).astype(int)
+
+        return pd.DataFrame(
+            {
+                "survey_id": np.char.add(f"S{d + 1:04d}", _zfill(np.arange(1, m + 1).astype("U6"), 6)),
+                "customer_id": _cid(who),
+                "branch_id": np.where(chan == "branch", self._branch_ids[branch], ""),
+                "channel": chan,
+                "responded_at": _ts(day, _day_seconds(rng, m, 10 * 3600, 22 * 3600)),
+                "overall_satisfaction": item(0.0, 0.75),
+                "likely_to_continue": item(0.15, 0.8),
+                "likely_to_recommend": item(-0.05, 0.85),
+                "easy_to_do_business": item(0.0, 0.8),
+                "understands_needs": item(-0.15, 0.85),
+            }
+        )
+
+    def _campaigns(self, rng, d, day, alive) -> pd.DataFrame:
+        a = self.arrays
+        who = np.flatnonzero(alive & (rng.random(self.n) < 0.006))
+        m = len(who)
+        campaigns = [
+            ("CMP-WEALTH", "INV", "rm"),
+            ("CMP-CARD", "CC", "sms"),
+            ("CMP-TD", "TD", "mobile_push"),
+            ("CMP-LOAN", "PL", "phone"),
+            ("CMP-FX", "FXA", "email"),
+        ]
+        pick = rng.integers(0, len(campaigns), m)
+        loyal = a["loyalty"][who]
+        responded = rng.random(m) < 0.008 + 0.05 * loyal * (a["churn_day"][who] - d > PRECURSOR_DAYS)
+        converted = responded & (rng.random(m) < 0.35)
+        chan = np.array([c[2] for c in campaigns])[pick]
+        cost = np.select(
+            [chan == "rm", chan == "phone", chan == "sms", chan == "email"], [60.0, 8.0, 0.3, 0.05], 0.02
+        )
+        return pd.DataFrame(
+            {
+                "contact_id": np.char.add(f"M{d + 1:04d}", _zfill(np.arange(1, m + 1).astype("U8"), 8)),
+                "campaign_id": np.array([c[0] for c in campaigns])[pick],
+                "customer_id": _cid(who),
+                "channel": chan,
+                "offered_product_code": np.array([c[1] for c in campaigns])[pick],
+                "contacted_at": _ts(day, _day_seconds(rng, m, 9 * 3600, 20 * 3600)),
+                "contact_cost": np.char.mod("%.2f", cost),
+                "responded": np.where(responded, "true", "false"),
+                "converted": np.where(converted, "true", "false"),
+            }
+        )
+
+    def _referrals(self, rng, d, day, alive, new_ids) -> pd.DataFrame:
+        a = self.arrays
+        who = np.flatnonzero(alive & (rng.random(self.n) < 0.0004 * a["loyalty"][: self.n] * 2))
+        m = len(who)
+        referred = np.full(m, -1)
+        if m and len(new_ids):
+            take = min(m, len(new_ids))
+            referred[:take] = new_ids[:take]
+        status = np.where(
+            referred >= 0, "opened_account", np.where(rng.random(m) < 0.7, "pending", "declined")
+        )
+        return pd.DataFrame(
+            {
+                "referral_id": np.char.add(f"R{d + 1:04d}", _zfill(np.arange(1, m + 1).astype("U6"), 6)),
+                "referrer_customer_id": _cid(who),
+                "referred_customer_id": np.where(referred >= 0, _cid(np.maximum(referred, 0)), ""),
+                "referred_at": _ts(day, _day_seconds(rng, m, 9 * 3600, 21 * 3600)),
+                "status": status,
+            }
+        )
+
+    # ----------------------------------------------------------------- truth
+    def _accrue_balances(self, d: int) -> None:
+        """Realised margin (HKD) from balances and fees; channel and campaign costs are
+        subtracted where those records are produced."""
+        c = self.acc
+        na = self.na
+        live = c["status"][:na] == 0
+        rate_hkd = np.array([self.fx[x] for x in CURRENCIES])[c["currency"][:na]]
+        daily = np.abs(c["balance"][:na]) * rate_hkd * self._margin_rate[c["product"][:na]] / 365
+        daily += self._fee[c["product"][:na]] / 30
+        np.add.at(self.margin[:, d // 30], c["owner"][:na][live], daily[live])
+
+    def truth_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        a = self.arrays
+        n = self.n
+        churn_day = a["churn_day"][:n]
+        churned = churn_day < self.days
+        churn_date = np.where(
+            churned,
+            np.datetime_as_string(
+                np.datetime64(self.start.isoformat()) + churn_day.clip(max=self.days).astype("timedelta64[D]")
+            ),
+            "",
+        )
+        pref = np.stack([a["p_mobile"][:n], a["p_online"][:n], a["p_atm"][:n], a["p_branch"][:n]], axis=1)
+        customers = pd.DataFrame(
+            {
+                "customer_id": _cid(np.arange(n)),
+                "lv_quadrant": QUADRANTS[a["quadrant"][:n]],
+                "value_potential_hkd": np.round(a["value"][:n], 2),
+                "loyalty": np.round(a["loyalty"][:n], 4),
+                "channel_preference": np.array(["mobile", "online", "atm", "branch"])[pref.argmax(axis=1)],
+                "service_sensitivity": np.round(a["sensitivity"][:n], 4),
+                "churn_date": churn_date,
+                "churn_type": np.where(
+                    churned, np.array(["none", "closure", "silent"])[a["churn_type"][:n]], "none"
+                ),
+                "onboarding_date": np.datetime_as_string(a["onboard"][:n]),
+            }
+        )
+        months = (self.days - 1) // 30 + 1
+        rows = []
+        for mth in range(months):
+            label = (self.start + dt.timedelta(days=30 * mth)).isoformat()[:7]
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "customer_id": _cid(np.arange(n)),
+                        "month_index": mth,
+                        "month_start": label,
+                        "margin_hkd": np.round(self.margin[:n, mth], 2),
+                    }
+                )
+            )
+        return customers, pd.concat(rows, ignore_index=True)
+
+
+def _cid(idx: np.ndarray) -> np.ndarray:
+    idx = np.asarray(idx, dtype=np.int64)
+    return np.char.add("C", _zfill((idx + 1).astype("U9"), 9)) if len(idx) else np.zeros(0, dtype="U10")
+
+
+def _cidx(ids) -> np.ndarray:
+    arr = np.asarray(ids, dtype="U10")
+    return (
+        (np.char.lstrip(np.char.lstrip(arr, "C"), "0").astype(np.int64) - 1)
+        if len(arr)
+        else np.zeros(0, dtype=np.int64)
+    )
+
+
+def _currency_mix(allowed: list[str]) -> np.ndarray:
+    weights = np.array([{"CNY": 0.8, "HKD": 0.15, "USD": 0.05}[c] for c in allowed])
+    return weights / weights.sum()
+
+
+def _keyed_rng(seed: int, idx: np.ndarray, salt: int) -> np.random.Generator:
+    """A generator whose draws depend only on (seed, salt) and the customer numbers."""
+    return np.random.default_rng([seed, salt, int(idx.sum()) if len(idx) else 0, len(idx)])
+
+
+def _keyed_choice(seed: int, idx: np.ndarray, fn) -> np.ndarray:
+    """Identity values that are a pure function of (seed, customer number), chunk-independent."""
+    out = np.empty(len(idx), dtype=object)
+    # Group by a block of 4096 customer numbers so the work stays vectorised.
+    blocks = idx // 4096
+    for b in np.unique(blocks):
+        sel = np.flatnonzero(blocks == b)
+        rng = np.random.default_rng([seed, 99, int(b)])
+        values = fn(rng, 4096)
+        out[sel] = values[idx[sel] % 4096]
+    return out
+
+
+def _zfill(values: np.ndarray, width: int) -> np.ndarray:
+    """np.char.zfill that accepts empty arrays (a day can have no rows for a feed)."""
+    return np.char.zfill(values, width) if len(values) else np.zeros(0, dtype=f"U{width}")
