@@ -48,6 +48,7 @@ class Settings(BaseSettings):
         default=None, description="URL that receives JSON alerts (webhook)."
     )
     owner_password: str | None = Field(default=None, description="Embedded warehouse owner password.")
+    pii_salt: str | None = Field(default=None, description="Salt of PII hashes in the marts.")
     loader_password: str | None = None
     transformer_password: str | None = None
     ml_password: str | None = None
@@ -93,6 +94,7 @@ class Settings(BaseSettings):
             "crm_transformer": "transformer_password",
             "crm_ml": "ml_password",
             "crm_bi_reader": "bi_reader_password",
+            "crm_pii_salt": "pii_salt",
         }[role]
         value = getattr(self, field)
         if value:

@@ -854,7 +854,7 @@ class Bank:
         who, chan = touched[respond], chan[respond]
         m = len(who)
         branch = a["branch"][who]
-        mu = 4.05 + a["sat"][who] + self._branch_sat[branch] * (chan == "branch") - 0.9 * pre[who]
+        mu = 4.2 + a["sat"][who] + self._branch_sat[branch] * (chan == "branch") - 0.9 * pre[who]
 
         def item(shift: float, spread: float) -> np.ndarray:
             return np.clip(np.round(rng.normal(mu + shift, spread)), 1, 5).astype(int)

@@ -1,0 +1,5 @@
+{#- Schemas are exactly the names in the design (staging, intermediate, marts, ...),
+    never prefixed with the target schema. -#}
+{% macro generate_schema_name(custom_schema_name, node) -%}
+    {{ (custom_schema_name or target.schema) | trim }}
+{%- endmacro %}

@@ -1,0 +1,21 @@
+-- Branch counters per day: visits, queue waits and service times.
+with visits as (
+    select * from {{ ref('fct_interactions') }}
+    where channel = 'branch'
+),
+
+final as (
+    select
+        local_date,
+        branch_id,
+        count(*) as visits,
+        count(distinct customer_id) as customers,
+        round(avg(wait_seconds), 1) as avg_wait_seconds,
+        percentile_cont(0.9) within group (order by wait_seconds) as p90_wait_seconds,
+        round(avg(duration_seconds), 1) as avg_service_seconds,
+        round(sum(cost_to_serve_hkd), 2) as cost_to_serve_hkd
+    from visits
+    group by 1, 2
+)
+
+select * from final

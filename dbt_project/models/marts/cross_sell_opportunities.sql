@@ -1,0 +1,73 @@
+-- Products a customer lacks that similar customers (same LV quadrant and TRB tier) hold,
+-- with the adoption rate among peers and the margin a holder of that product earns.
+{% set min_adoption = 0.3 %}
+with segments as (
+    select * from {{ ref('customer_segments') }}
+    where snapshot_date = {{ run_date() }} and lv_quadrant is not null
+),
+
+holdings as (
+    select customer_id, unnest(product_families) as product_family
+    from {{ ref('int_product_holdings') }}
+    where product_families is not null
+),
+
+product_margin as (
+    select
+        product_family,
+        avg(daily_margin_hkd + daily_fee_hkd) * 365 as annual_margin_per_account_hkd
+    from {{ ref('fct_daily_balances') }}
+    where business_date = {{ run_date() }}
+    group by product_family
+),
+
+peer_adoption as (
+    select
+        segments.lv_quadrant,
+        segments.trb_tier,
+        holdings.product_family,
+        count(distinct holdings.customer_id)::numeric
+            / max(count(distinct segments.customer_id)) over (partition by segments.lv_quadrant, segments.trb_tier)
+            as adoption_rate
+    from segments
+    inner join holdings on segments.customer_id = holdings.customer_id
+    group by 1, 2, 3
+),
+
+candidates as (
+    select
+        segments.snapshot_date,
+        segments.customer_id,
+        segments.rm_id,
+        segments.lv_quadrant,
+        segments.trb_tier,
+        peer_adoption.product_family,
+        peer_adoption.adoption_rate,
+        product_margin.annual_margin_per_account_hkd
+    from segments
+    inner join peer_adoption
+        on segments.lv_quadrant = peer_adoption.lv_quadrant and segments.trb_tier = peer_adoption.trb_tier
+    left join holdings
+        on segments.customer_id = holdings.customer_id and peer_adoption.product_family = holdings.product_family
+    left join product_margin on peer_adoption.product_family = product_margin.product_family
+    where holdings.customer_id is null and peer_adoption.adoption_rate >= {{ min_adoption }}
+),
+
+final as (
+    select
+        snapshot_date,
+        customer_id,
+        rm_id,
+        lv_quadrant,
+        trb_tier,
+        product_family,
+        round(adoption_rate, 4) as peer_adoption_rate,
+        round(coalesce(annual_margin_per_account_hkd, 0) * adoption_rate, 2) as expected_annual_margin_hkd,
+        row_number() over (
+            partition by customer_id
+            order by coalesce(annual_margin_per_account_hkd, 0) * adoption_rate desc, product_family
+        ) as offer_rank
+    from candidates
+)
+
+select * from final

@@ -1,0 +1,35 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='business_date',
+        on_schema_change='fail',
+    )
+}}
+with interactions as (
+    select * from {{ ref('int_interactions_unioned') }}
+    {% if is_incremental() %}
+        where business_date in {{ days_to_build() }}
+    {% else %}
+        where business_date <= {{ run_date() }}
+    {% endif %}
+),
+
+final as (
+    select
+        interaction_id,
+        business_date,
+        customer_id,
+        channel,
+        interaction_type,
+        occurred_at_utc,
+        local_date,
+        branch_id,
+        wait_seconds,
+        duration_seconds,
+        cost_to_serve_hkd,
+        channel in ('online', 'mobile') as is_digital
+    from interactions
+)
+
+select * from final

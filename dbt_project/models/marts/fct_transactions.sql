@@ -1,0 +1,53 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='business_date',
+        on_schema_change='fail',
+    )
+}}
+with transactions as (
+    select * from {{ ref('stg_core__transactions') }}
+    {% if is_incremental() %}
+        where business_date in {{ days_to_build() }}
+    {% else %}
+        where business_date <= {{ run_date() }}
+    {% endif %}
+),
+
+accounts as (
+    select account_id, customer_id, product_code from {{ ref('stg_core__accounts') }}
+),
+
+fx as (
+    select rate_date, currency, rate_to_reporting from {{ ref('stg_treasury__fx_rates') }}
+),
+
+final as (
+    select
+        transactions.txn_id,
+        transactions.business_date,
+        transactions.account_id,
+        accounts.customer_id,
+        accounts.product_code,
+        transactions.posted_at_utc,
+        transactions.posted_date_local,
+        transactions.txn_type,
+        transactions.channel,
+        transactions.direction,
+        transactions.currency,
+        transactions.amount,
+        round(transactions.amount * coalesce(fx.rate_to_reporting, 1), 2) as amount_hkd,
+        round(transactions.signed_amount * coalesce(fx.rate_to_reporting, 1), 2) as signed_amount_hkd,
+        round(transactions.fee * coalesce(fx.rate_to_reporting, 1), 2) as fee_hkd,
+        transactions.mcc,
+        transactions.counterparty_bank,
+        -- Money leaving for another bank: the silent-attrition signal.
+        (transactions.txn_type = 'transfer_out' and transactions.counterparty_bank is not null) as is_outflow_to_competitor
+    from transactions
+    left join accounts on transactions.account_id = accounts.account_id
+    left join fx
+        on fx.rate_date = transactions.value_date and fx.currency = transactions.currency
+)
+
+select * from final

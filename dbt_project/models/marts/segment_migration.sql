@@ -1,0 +1,53 @@
+-- Month-over-month movement between segments: how many customers moved from each
+-- segment at the end of the previous month to each segment at the end of this month.
+with segments as (
+    select * from {{ ref('customer_segments') }}
+),
+
+month_end as (
+    select distinct on (customer_id, date_trunc('month', snapshot_date))
+        date_trunc('month', snapshot_date)::date as month_start,
+        customer_id,
+        coalesce(lv_quadrant, lifecycle_stage) as lv_quadrant,
+        trb_tier,
+        coalesce(abc_tier, lifecycle_stage) as abc_tier
+    from segments
+    order by customer_id, date_trunc('month', snapshot_date), snapshot_date desc
+),
+
+pairs as (
+    select
+        this_month.month_start,
+        this_month.customer_id,
+        coalesce(previous.lv_quadrant, 'new') as from_lv,
+        this_month.lv_quadrant as to_lv,
+        coalesce(previous.trb_tier, 'new') as from_tier,
+        this_month.trb_tier as to_tier,
+        coalesce(previous.abc_tier, 'new') as from_abc,
+        this_month.abc_tier as to_abc
+    from month_end as this_month
+    left join month_end as previous
+        on this_month.customer_id = previous.customer_id
+        and previous.month_start = (this_month.month_start - interval '1 month')::date
+),
+
+unpivoted as (
+    select month_start, 'lv_quadrant' as dimension, from_lv as from_segment, to_lv as to_segment from pairs
+    union all
+    select month_start, 'trb_tier', from_tier, to_tier from pairs
+    union all
+    select month_start, 'abc_tier', from_abc, to_abc from pairs
+),
+
+final as (
+    select
+        month_start,
+        dimension,
+        from_segment,
+        to_segment,
+        count(*) as customers
+    from unpivoted
+    group by 1, 2, 3, 4
+)
+
+select * from final

@@ -1,0 +1,103 @@
+"""dbt, run in-process with the project's environment (``crm_transformer`` role)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from crm.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def dbt_env(settings: Settings | None = None, base_url: str | None = None) -> dict[str, str]:
+    """Environment for dbt's profile (profiles.yml reads only these variables)."""
+    from crm.warehouse import role_url
+
+    settings = settings or get_settings()
+    url = urlsplit(role_url("crm_transformer", settings, base_url=base_url))
+    project = settings.dbt_project_dir
+    return {
+        "CRM_DBT_HOST": url.hostname or "127.0.0.1",
+        "CRM_DBT_PORT": str(url.port or 5432),
+        "CRM_DBT_USER": unquote(url.username or ""),
+        "CRM_DBT_PASSWORD": unquote(url.password or ""),
+        "CRM_DBT_DBNAME": url.path.lstrip("/"),
+        "DBT_PROFILES_DIR": str(project),
+        "DBT_PROJECT_DIR": str(project),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "DBT_LOG_PATH": str(settings.home / "logs" / "dbt"),
+        "DBT_TARGET_PATH": str(project / "target"),
+        # Salt of the PII hashes in the marts (a secret: environment or local secrets file).
+        "CRM_PII_SALT": settings.role_password("crm_pii_salt"),
+    }
+
+
+@contextmanager
+def _environment(env: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_dbt(args: list[str], settings: Settings | None = None, base_url: str | None = None):
+    """Invoke dbt in-process (dbtRunner); raises if the command fails."""
+    from dbt.cli.main import dbtRunner
+
+    settings = settings or get_settings()
+    env = dbt_env(settings, base_url)
+    with _environment(env):
+        result = dbtRunner().invoke([*args, "--project-dir", env["DBT_PROJECT_DIR"]])
+    if not result.success:
+        raise RuntimeError(f"dbt {' '.join(args)} failed: {result.exception or 'see the dbt log above'}")
+    return result
+
+
+def manifest_path(settings: Settings | None = None) -> Path:
+    return (settings or get_settings()).dbt_project_dir / "target" / "manifest.json"
+
+
+def ensure_manifest(settings: Settings | None = None) -> Path:
+    """``dbt parse`` if the manifest is missing or older than any project file."""
+    settings = settings or get_settings()
+    path = manifest_path(settings)
+    project = settings.dbt_project_dir
+    newest = max(
+        p.stat().st_mtime
+        for p in project.rglob("*")
+        if p.is_file() and "target" not in p.parts and "logs" not in p.parts
+    )
+    if not path.exists() or path.stat().st_mtime < newest:
+        run_dbt(["parse"], settings)
+    return path
+
+
+def build(
+    day: dt.date | None = None,
+    *,
+    full_refresh: bool = False,
+    select: str | None = None,
+    settings: Settings | None = None,
+    base_url: str | None = None,
+):
+    """``dbt build`` (seeds, snapshots, models, tests) for business day ``day``."""
+    args = ["build"]
+    if day is not None:
+        args += ["--vars", json.dumps({"run_date": day.isoformat()})]
+    if full_refresh:
+        args.append("--full-refresh")
+    if select:
+        args += ["--select", select]
+    return run_dbt(args, settings, base_url)
