@@ -1,0 +1,8 @@
+-- Every customer appears once per snapshot; every segmented (non-prospect, non-churned)
+-- customer has exactly one LV quadrant and one ABC tier, others have none.
+select snapshot_date, customer_id, count(*) as rows_for_customer
+from {{ ref('customer_segments') }}
+group by snapshot_date, customer_id
+having count(*) > 1
+    or bool_or((lifecycle_stage in ('prospect', 'churned')) = (lv_quadrant is not null))
+    or bool_or((lv_quadrant is null) <> (abc_tier is null))
