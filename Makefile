@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 # Sample-bank size for `make run` (override: make run CUSTOMERS=20000 DAYS=30).
 CUSTOMERS ?= 2000
-DAYS ?= 7
+DAYS ?= 3
 START ?= 2026-01-01
 SEED ?= 42
 

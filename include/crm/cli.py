@@ -161,7 +161,7 @@ def run_cmd(
 @app.command("demo")
 def demo_cmd(
     customers: Annotated[int, typer.Option(help="Customers in the sample bank.")] = 2000,
-    days: Annotated[int, typer.Option(help="Days of feeds to generate and run.")] = 7,
+    days: Annotated[int, typer.Option(help="Days of feeds to generate and run.")] = 3,
     start: Annotated[str, typer.Option(help="First business day.")] = "2026-01-01",
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 42,
 ) -> None:
@@ -193,6 +193,7 @@ def _mount_optional(module: str, name: str) -> None:
 
 _mount_optional("crm.generator.cli", "generate")
 _mount_optional("crm.ingest.cli", "ingest")
+_mount_optional("crm.transform.cli", "dbt")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -36,6 +36,10 @@ def run_dag(dag_id: str, day: dt.date, settings: Settings | None = None) -> DagR
 
     settings = settings or get_settings()
     ensure_metadata_db(settings)
+    if dag_id == "crm_transform":
+        from crm.transform import ensure_manifest
+
+        ensure_manifest(settings)  # cosmos renders the DAG from the manifest
     env = airflow_environ(settings)
     started = time.monotonic()
     import os

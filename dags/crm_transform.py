@@ -1,0 +1,75 @@
+"""
+# crm_transform: build the customer warehouse and CRM marts with dbt
+
+Scheduled on the raw feeds' **assets**: it runs when `crm_ingest` has landed a day.
+Each dbt node (seed, snapshot, model with its tests) is an Airflow task rendered by
+**cosmos** from the dbt manifest (`dbt parse`, no `dbt ls` at parse time), so lineage and
+failures are visible per model. dbt runs as the `crm_transformer` role (Airflow
+connection `crm_transformer`).
+
+The business day is the run's logical date; asset-triggered runs (no logical date) build
+the last loaded day. Incremental facts rebuild that day plus days flagged as late in
+`audit.reprocess_requests`. `max_active_runs=1`: two runs never interleave on the same
+incremental tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from airflow.sdk import Asset, dag
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+from cosmos.profiles import PostgresUserPasswordProfileMapping
+
+from crm.alerts import on_task_failure
+from crm.feeds import load_registry
+
+DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
+MANIFEST = DBT_PROJECT / "target" / "manifest.json"
+RUN_DATE = "{{ logical_date.in_timezone('Asia/Shanghai').strftime('%Y-%m-%d') if logical_date else '' }}"
+
+default_args = {
+    "owner": "crm-data-engineering",
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=20),
+    "execution_timeout": dt.timedelta(hours=2),
+    "on_failure_callback": on_task_failure,
+}
+
+
+@dag(
+    dag_id="crm_transform",
+    schedule=[Asset(feed.asset_uri) for feed in load_registry().load_order()],
+    start_date=dt.datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    doc_md=__doc__,
+    tags=["crm", "transformation", "dbt"],
+)
+def crm_transform() -> None:
+    DbtTaskGroup(
+        group_id="dbt",
+        project_config=ProjectConfig(
+            manifest_path=MANIFEST, dbt_project_path=DBT_PROJECT, project_name="crm"
+        ),
+        profile_config=ProfileConfig(
+            profile_name="crm",
+            target_name="warehouse",
+            profile_mapping=PostgresUserPasswordProfileMapping(
+                conn_id="crm_transformer", profile_args={"schema": "staging"}
+            ),
+        ),
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER
+        ),
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
+        operator_args={"vars": {"run_date": RUN_DATE}, "install_deps": False},
+    )
+
+
+crm_transform()

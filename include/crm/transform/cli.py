@@ -1,0 +1,38 @@
+"""``crm dbt``: build the warehouse or serve its documentation by hand."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="dbt: the customer warehouse and CRM marts.", no_args_is_help=True)
+
+
+@app.command()
+def build(
+    date: Annotated[
+        str | None, typer.Option("--date", help="Business day to build (default: last loaded).")
+    ] = None,
+    full_refresh: Annotated[bool, typer.Option(help="Rebuild incremental models from scratch.")] = False,
+    select: Annotated[str | None, typer.Option(help="dbt selector, e.g. 'marts.customer_segments+'.")] = None,
+) -> None:
+    """dbt build (seeds, snapshots, models and their tests) for a business day."""
+    from crm.transform import build as run_build
+    from crm.warehouse import ensure_ready
+
+    ensure_ready()
+    day = dt.date.fromisoformat(date) if date else None
+    run_build(day, full_refresh=full_refresh, select=select)
+
+
+@app.command()
+def docs(port: Annotated[int, typer.Option(help="Port of the docs site.")] = 8081) -> None:
+    """Generate the dbt docs (every model and column described) and serve them on localhost."""
+    from crm.transform import run_dbt
+    from crm.warehouse import ensure_ready
+
+    ensure_ready()
+    run_dbt(["docs", "generate"])
+    run_dbt(["docs", "serve", "--port", str(port), "--no-browser"])
