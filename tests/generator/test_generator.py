@@ -79,16 +79,14 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
 def _check_value(col, value: str, day: dt.date) -> str | None:
     if value == "":
         return "MISSING_REQUIRED" if col.required else None
-    if col.type in ("int", "bigint"):
-        if not re.fullmatch(r"-?\d+", value):
-            return "BAD_TYPE"
+    if col.type in ("int", "bigint") and not re.fullmatch(r"-?\d+", value):
+        return "BAD_TYPE"
     if col.type in ("int", "bigint", "numeric"):
         number = float(value)
         if (col.min is not None and number < col.min) or (col.max is not None and number > col.max):
             return "OUT_OF_RANGE"
-    if col.type == "date":
-        if dt.date.fromisoformat(value) > day and col.not_future:
-            return "FUTURE_DATE"
+    if col.type == "date" and dt.date.fromisoformat(value) > day and col.not_future:
+        return "FUTURE_DATE"
     if col.type == "timestamp" and col.not_future and dt.datetime.fromisoformat(value).date() > day:
         return "FUTURE_DATE"
     if col.pattern and not re.search(col.pattern, value):
