@@ -38,7 +38,7 @@ test-slow: venv
 lint: venv
 	$(BIN)/ruff check include dags ml tests
 	$(BIN)/ruff format --check include dags ml tests
-	cd dbt_project && ../$(BIN)/sqlfluff lint models
+	$(BIN)/crm dbt lint
 
 format: venv
 	$(BIN)/ruff check --fix include dags ml tests

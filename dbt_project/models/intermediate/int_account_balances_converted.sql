@@ -4,16 +4,28 @@ with balances as (
 ),
 
 accounts as (
-    select account_id, customer_id, product_code from {{ ref('stg_core__accounts') }}
+    select
+        account_id,
+        customer_id,
+        product_code
+    from {{ ref('stg_core__accounts') }}
 ),
 
 products as (
-    select product_code, product_family, is_asset, annual_margin_rate, monthly_fee_hkd
+    select
+        product_code,
+        product_family,
+        is_asset,
+        annual_margin_rate,
+        monthly_fee_hkd
     from {{ ref('ref_products') }}
 ),
 
 fx as (
-    select rate_date, currency, rate_to_reporting
+    select
+        rate_date,
+        currency,
+        rate_to_reporting
     from {{ ref('stg_treasury__fx_rates') }}
     where reporting_currency = '{{ var("reporting_currency") }}'
 ),

@@ -1,12 +1,23 @@
 -- The customer attributes whose history the bank keeps (SCD2 in snapshots): segment, RM,
 -- income, city and status, without personal data.
 with customers as (
-    select customer_id, annual_income_cny, city, branch_id, core_status, rm_id
+    select
+        customer_id,
+        annual_income_cny,
+        city,
+        branch_id,
+        core_status,
+        rm_id
     from {{ ref('stg_core__customers') }}
 ),
 
 segments as (
-    select customer_id, lifecycle_stage, trb_tier, lv_quadrant, abc_tier
+    select
+        customer_id,
+        lifecycle_stage,
+        trb_tier,
+        lv_quadrant,
+        abc_tier
     from {{ ref('customer_segments') }}
     where snapshot_date = {{ run_date() }}
 ),

@@ -10,7 +10,8 @@ lifecycle as (
         case
             when accounts_ever = 0 then 'prospect'
             when open_accounts = 0 or core_status = 'closed' then 'churned'
-            when core_status = 'dormant'
+            when
+                core_status = 'dormant'
                 or coalesce(recency_days, tenure_days) > {{ var('inactive_after_days') }} then 'dormant'
             when tenure_days < {{ var('new_customer_days') }} then 'new'
             else 'active'
@@ -40,19 +41,23 @@ ranked as (
         *,
         count(*) filter (where is_segmented) over (partition by snapshot_date) as segmented_customers,
         case when is_segmented then row_number() over (
-            partition by snapshot_date, is_segmented order by value_score desc, customer_id
+            partition by snapshot_date, is_segmented order by value_score desc, customer_id asc
         ) end as value_rank,
         -- Loyalty = frequency of use + products held + advocacy (referrals, feedback).
-        case when is_segmented then
-            {{ var('loyalty_weight_frequency') }} * percent_rank() over (
-                partition by snapshot_date, is_segmented order by txn_count + interactions
-            )
-            + {{ var('loyalty_weight_products') }} * percent_rank() over (
-                partition by snapshot_date, is_segmented order by products_held
-            )
-            + {{ var('loyalty_weight_advocacy') }} * percent_rank() over (
-                partition by snapshot_date, is_segmented order by referrals_made + surveys_answered + campaign_responses
-            )
+        case
+            when is_segmented then
+                {{ var('loyalty_weight_frequency') }} * percent_rank()
+                    over (
+                        partition by snapshot_date, is_segmented order by txn_count + interactions
+                    )
+                + {{ var('loyalty_weight_products') }} * percent_rank()
+                    over (
+                        partition by snapshot_date, is_segmented order by products_held
+                    )
+                + {{ var('loyalty_weight_advocacy') }} * percent_rank() over (
+                    partition by snapshot_date, is_segmented
+                    order by referrals_made + surveys_answered + campaign_responses
+                )
         end as loyalty_score
     from tiers
 ),
@@ -61,7 +66,7 @@ loyalty_ranked as (
     select
         *,
         case when is_segmented then row_number() over (
-            partition by snapshot_date, is_segmented order by loyalty_score desc, customer_id
+            partition by snapshot_date, is_segmented order by loyalty_score desc, customer_id asc
         ) end as loyalty_rank,
         case when is_segmented then 6 - ntile(5) over (
             partition by snapshot_date, is_segmented order by coalesce(recency_days, 100000), customer_id
@@ -89,7 +94,8 @@ final as (
         round(loyalty_score::numeric, 4) as loyalty_score,
         case
             when not is_segmented then null
-            when value_rank <= ceil({{ var('lv_high_value_share') }} * segmented_customers)
+            when
+                value_rank <= ceil({{ var('lv_high_value_share') }} * segmented_customers)
                 and loyalty_rank <= ceil({{ var('lv_high_loyalty_share') }} * segmented_customers) then 'A'
             when value_rank <= ceil({{ var('lv_high_value_share') }} * segmented_customers) then 'B'
             when loyalty_rank <= ceil({{ var('lv_high_loyalty_share') }} * segmented_customers) then 'C'
@@ -105,8 +111,9 @@ final as (
         rfm_recency,
         rfm_frequency,
         rfm_monetary,
-        case when is_segmented
-            then rfm_recency::text || rfm_frequency::text || rfm_monetary::text
+        case
+            when is_segmented
+                then rfm_recency::text || rfm_frequency::text || rfm_monetary::text
         end as rfm_cell
     from loyalty_ranked
 )

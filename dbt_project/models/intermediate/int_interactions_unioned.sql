@@ -1,51 +1,98 @@
 -- Every customer touchpoint across channels, one row each, with its cost to serve.
 with visits as (
     select
-        ticket_id as interaction_id, customer_id, 'branch' as channel, 'visit' as interaction_type,
-        ticket_at_utc as occurred_at_utc, visit_date_local as local_date, business_date, branch_id,
-        wait_seconds, service_seconds as duration_seconds
+        ticket_id as interaction_id,
+        customer_id,
+        'branch' as channel,
+        'visit' as interaction_type,
+        ticket_at_utc as occurred_at_utc,
+        visit_date_local as local_date,
+        business_date,
+        branch_id,
+        wait_seconds,
+        service_seconds as duration_seconds
     from {{ ref('stg_branch__visits') }}
     where customer_id is not null
 ),
 
 atm as (
     select
-        event_id, customer_id, 'atm', 'event', event_at_utc, event_date_local, business_date, branch_id,
-        null::integer, null::integer
+        event_id,
+        customer_id,
+        'atm' as channel,
+        'event' as interaction_type,
+        event_at_utc,
+        event_date_local,
+        business_date,
+        branch_id,
+        null::integer,
+        null::integer
     from {{ ref('stg_atm__events') }}
 ),
 
 online as (
     select
-        session_id, customer_id, 'online', 'session', login_at_utc, session_date_local, business_date,
-        null::text, null::integer, session_seconds
+        session_id,
+        customer_id,
+        'online' as channel,
+        'session' as interaction_type,
+        login_at_utc,
+        session_date_local,
+        business_date,
+        null::text,
+        null::integer,
+        session_seconds
     from {{ ref('stg_online__sessions') }}
 ),
 
 mobile as (
     select
-        event_id, customer_id, 'mobile', 'event', event_at_utc, event_date_local, business_date,
-        null::text, null::integer, null::integer
+        event_id,
+        customer_id,
+        'mobile' as channel,
+        'event' as interaction_type,
+        event_at_utc,
+        event_date_local,
+        business_date,
+        null::text,
+        null::integer,
+        null::integer
     from {{ ref('stg_mobile__events') }}
 ),
 
 calls as (
     select
-        call_id, customer_id, 'contact_centre', direction || '_call', started_at_utc, call_date_local,
-        business_date, null::text, queue_seconds, handle_seconds
+        call_id,
+        customer_id,
+        'contact_centre' as channel,
+        direction || '_call' as interaction_type,
+        started_at_utc,
+        call_date_local,
+        business_date,
+        null::text,
+        queue_seconds,
+        handle_seconds
     from {{ ref('stg_contact_centre__calls') }}
 ),
 
 unioned as (
     select * from visits
-    union all select * from atm
-    union all select * from online
-    union all select * from mobile
-    union all select * from calls
+    union all
+    select * from atm
+    union all
+    select * from online
+    union all
+    select * from mobile
+    union all
+    select * from calls
 ),
 
 costs as (
-    select channel, interaction_type, unit_cost_hkd from {{ ref('ref_channel_costs') }}
+    select
+        channel,
+        interaction_type,
+        unit_cost_hkd
+    from {{ ref('ref_channel_costs') }}
 ),
 
 final as (

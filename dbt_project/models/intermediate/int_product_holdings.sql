@@ -4,7 +4,10 @@ with accounts as (
 ),
 
 products as (
-    select product_code, product_family from {{ ref('ref_products') }}
+    select
+        product_code,
+        product_family
+    from {{ ref('ref_products') }}
 ),
 
 final as (

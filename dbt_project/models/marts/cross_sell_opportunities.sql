@@ -7,7 +7,9 @@ with segments as (
 ),
 
 holdings as (
-    select customer_id, unnest(product_families) as product_family
+    select
+        customer_id,
+        unnest(product_families) as product_family
     from {{ ref('int_product_holdings') }}
     where product_families is not null
 ),
@@ -27,7 +29,7 @@ peer_adoption as (
         segments.trb_tier,
         holdings.product_family,
         count(distinct holdings.customer_id)::numeric
-            / max(count(distinct segments.customer_id)) over (partition by segments.lv_quadrant, segments.trb_tier)
+        / max(count(distinct segments.customer_id)) over (partition by segments.lv_quadrant, segments.trb_tier)
             as adoption_rate
     from segments
     inner join holdings on segments.customer_id = holdings.customer_id

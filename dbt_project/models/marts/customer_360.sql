@@ -108,24 +108,31 @@ campaigns as (
 ),
 
 referrals as (
-    select referrer_customer_id as customer_id, count(*) as referrals_made
+    select
+        referrer_customer_id as customer_id,
+        count(*) as referrals_made
     from {{ ref('stg_core__referrals') }}
     where business_date <= (select snapshot_date from params)
     group by referrer_customer_id
 ),
 
 churn_scores as (
-    select distinct on (customer_id) customer_id, churn_probability, model_version
+    select distinct on (customer_id)
+        customer_id,
+        churn_probability,
+        model_version
     from {{ source('ml', 'churn_scores') }}
     where as_of_date <= (select snapshot_date from params)
-    order by customer_id, as_of_date desc, scored_at desc
+    order by customer_id asc, as_of_date desc, scored_at desc
 ),
 
 clv_scores as (
-    select distinct on (customer_id) customer_id, clv_hkd
+    select distinct on (customer_id)
+        customer_id,
+        clv_hkd
     from {{ source('ml', 'clv_scores') }}
     where as_of_date <= (select snapshot_date from params)
-    order by customer_id, as_of_date desc, scored_at desc
+    order by customer_id asc, as_of_date desc, scored_at desc
 ),
 
 joined as (

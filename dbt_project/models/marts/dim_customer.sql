@@ -4,7 +4,11 @@ with customers as (
 ),
 
 holdings as (
-    select customer_id, products_held, open_accounts from {{ ref('int_product_holdings') }}
+    select
+        customer_id,
+        products_held,
+        open_accounts
+    from {{ ref('int_product_holdings') }}
 ),
 
 final as (

@@ -5,10 +5,10 @@ with days as (
 final as (
     select
         date_day,
-        extract(year from date_day)::integer as year,
-        extract(quarter from date_day)::integer as quarter,
-        extract(month from date_day)::integer as month,
-        to_char(date_day, 'YYYY-MM') as year_month,
+        extract(year from date_day)::integer as calendar_year,
+        extract(quarter from date_day)::integer as calendar_quarter,
+        extract(month from date_day)::integer as calendar_month,
+        to_char(date_day, 'YYYY-MM') as month_label,
         date_trunc('month', date_day)::date as month_start,
         (date_trunc('month', date_day) + interval '1 month - 1 day')::date as month_end,
         extract(isodow from date_day)::integer as iso_day_of_week,

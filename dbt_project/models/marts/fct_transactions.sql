@@ -16,11 +16,19 @@ with transactions as (
 ),
 
 accounts as (
-    select account_id, customer_id, product_code from {{ ref('stg_core__accounts') }}
+    select
+        account_id,
+        customer_id,
+        product_code
+    from {{ ref('stg_core__accounts') }}
 ),
 
 fx as (
-    select rate_date, currency, rate_to_reporting from {{ ref('stg_treasury__fx_rates') }}
+    select
+        rate_date,
+        currency,
+        rate_to_reporting
+    from {{ ref('stg_treasury__fx_rates') }}
 ),
 
 final as (
@@ -43,11 +51,12 @@ final as (
         transactions.mcc,
         transactions.counterparty_bank,
         -- Money leaving for another bank: the silent-attrition signal.
-        (transactions.txn_type = 'transfer_out' and transactions.counterparty_bank is not null) as is_outflow_to_competitor
+        (transactions.txn_type = 'transfer_out' and transactions.counterparty_bank is not null)
+            as is_outflow_to_competitor
     from transactions
     left join accounts on transactions.account_id = accounts.account_id
     left join fx
-        on fx.rate_date = transactions.value_date and fx.currency = transactions.currency
+        on transactions.value_date = fx.rate_date and transactions.currency = fx.currency
 )
 
 select * from final

@@ -6,10 +6,9 @@ with snapshots as (
 ),
 
 month_end as (
-    select distinct on (customer_id, date_trunc('month', snapshot_date))
-        *
+    select distinct on (customer_id, date_trunc('month', snapshot_date)) *
     from snapshots
-    order by customer_id, date_trunc('month', snapshot_date), snapshot_date desc
+    order by customer_id asc, date_trunc('month', snapshot_date), snapshot_date desc
 ),
 
 final as (

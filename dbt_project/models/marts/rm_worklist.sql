@@ -12,7 +12,9 @@ segments as (
 ),
 
 offers as (
-    select customer_id, product_family as top_offer
+    select
+        customer_id,
+        product_family as top_offer
     from {{ ref('cross_sell_opportunities') }}
     where offer_rank = 1
 ),
@@ -26,7 +28,7 @@ signals as (
         segments.value_score,
         customer_360.trb_hkd,
         customer_360.trb_hkd_30d_ago is not null
-            and customer_360.trb_hkd < 0.7 * customer_360.trb_hkd_30d_ago as falling_balance,
+        and customer_360.trb_hkd < 0.7 * customer_360.trb_hkd_30d_ago as falling_balance,
         coalesce(customer_360.recency_days, 999) > 30 as low_activity,
         customer_360.open_complaints > 0 as open_complaint,
         coalesce(customer_360.avg_satisfaction, 5) <= 3 as low_satisfaction,
@@ -45,8 +47,10 @@ scored as (
             least(
                 0.95,
                 {{ var('default_churn_probability') }}
-                * (1 + 2 * falling_balance::integer + 1.5 * outflow_to_competitor::integer
-                    + 1 * low_activity::integer + 1 * open_complaint::integer + 0.5 * low_satisfaction::integer)
+                * (
+                    1 + 2 * falling_balance::integer + 1.5 * outflow_to_competitor::integer
+                    + 1 * low_activity::integer + 1 * open_complaint::integer + 0.5 * low_satisfaction::integer
+                )
             )
         ) as churn_risk,
         churn_probability is not null as risk_from_model
@@ -59,7 +63,8 @@ final as (
         scored.rm_id,
         scored.customer_id,
         row_number() over (
-            partition by scored.rm_id order by greatest(scored.value_score, 0) * scored.churn_risk desc, scored.customer_id
+            partition by scored.rm_id
+            order by greatest(scored.value_score, 0) * scored.churn_risk desc, scored.customer_id
         ) as priority,
         scored.lv_quadrant,
         scored.trb_tier,

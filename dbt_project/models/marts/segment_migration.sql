@@ -12,7 +12,7 @@ month_end as (
         trb_tier,
         coalesce(abc_tier, lifecycle_stage) as abc_tier
     from segments
-    order by customer_id, date_trunc('month', snapshot_date), snapshot_date desc
+    order by customer_id asc, date_trunc('month', snapshot_date), snapshot_date desc
 ),
 
 pairs as (
@@ -27,16 +27,32 @@ pairs as (
         this_month.abc_tier as to_abc
     from month_end as this_month
     left join month_end as previous
-        on this_month.customer_id = previous.customer_id
-        and previous.month_start = (this_month.month_start - interval '1 month')::date
+        on
+            this_month.customer_id = previous.customer_id
+            and previous.month_start = (this_month.month_start - interval '1 month')::date
 ),
 
 unpivoted as (
-    select month_start, 'lv_quadrant' as dimension, from_lv as from_segment, to_lv as to_segment from pairs
+    select
+        month_start,
+        'lv_quadrant' as dimension,
+        from_lv as from_segment,
+        to_lv as to_segment
+    from pairs
     union all
-    select month_start, 'trb_tier', from_tier, to_tier from pairs
+    select
+        month_start,
+        'trb_tier' as dimension,
+        from_tier,
+        to_tier
+    from pairs
     union all
-    select month_start, 'abc_tier', from_abc, to_abc from pairs
+    select
+        month_start,
+        'abc_tier' as dimension,
+        from_abc,
+        to_abc
+    from pairs
 ),
 
 final as (

@@ -43,8 +43,10 @@ survey_scores as (
         avg((engagement_class = 'not_engaged')::integer) as share_not_engaged,
         avg((engagement_class = 'actively_disengaged')::integer) as share_actively_disengaged
     from surveys
-    group by grouping sets ((date_trunc('month', responded_date_local), survey_branch_id),
-                            (date_trunc('month', responded_date_local)))
+    group by grouping sets (
+        (date_trunc('month', responded_date_local), survey_branch_id),
+        (date_trunc('month', responded_date_local))
+    )
 ),
 
 complaint_handling as (
@@ -84,11 +86,16 @@ final as (
             else 'below_median'
         end as benchmark_position,
         case when survey_scores.branch_id = 'ALL' then complaint_handling.complaints end as complaints,
-        case when survey_scores.branch_id = 'ALL' then complaint_handling.complaints_resolved end as complaints_resolved,
-        case when survey_scores.branch_id = 'ALL'
-            then round(complaint_handling.mean_hours_to_resolve, 1) end as mean_hours_to_resolve,
-        case when survey_scores.branch_id = 'ALL'
-            then round(complaint_handling.first_contact_resolution_rate, 4) end as first_contact_resolution_rate
+        case when survey_scores.branch_id = 'ALL' then complaint_handling.complaints_resolved end
+            as complaints_resolved,
+        case
+            when survey_scores.branch_id = 'ALL'
+                then round(complaint_handling.mean_hours_to_resolve, 1)
+        end as mean_hours_to_resolve,
+        case
+            when survey_scores.branch_id = 'ALL'
+                then round(complaint_handling.first_contact_resolution_rate, 4)
+        end as first_contact_resolution_rate
     from survey_scores
     cross join benchmarks
     left join complaint_handling on survey_scores.month_start = complaint_handling.month_start

@@ -1,7 +1,15 @@
 with source as (
     select
-        event_id, terminal_id, branch_id, event_time_utc, customer_id, event_type,
-        amount_minor, currency, failure_code, _business_date
+        event_id,
+        terminal_id,
+        branch_id,
+        event_time_utc,
+        customer_id,
+        event_type,
+        amount_minor,
+        currency,
+        failure_code,
+        _business_date
     from {{ source('raw', 'atm_events') }}
 ),
 

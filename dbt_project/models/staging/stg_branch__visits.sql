@@ -1,7 +1,17 @@
 with source as (
     select
-        ticket_id, branch_id, customer_id, ticket_time, called_time, completed_time,
-        wait_seconds, service_seconds, service_type, staff_id, remark, _business_date
+        ticket_id,
+        branch_id,
+        customer_id,
+        ticket_time,
+        called_time,
+        completed_time,
+        wait_seconds,
+        service_seconds,
+        service_type,
+        staff_id,
+        remark,
+        _business_date
     from {{ source('raw', 'branch_visits') }}
 ),
 

@@ -1,7 +1,15 @@
 with source as (
     select
-        contact_id, campaign_id, customer_id, channel, offered_product_code, contacted_at,
-        contact_cost, responded, converted, _business_date
+        contact_id,
+        campaign_id,
+        customer_id,
+        channel,
+        offered_product_code,
+        contacted_at,
+        contact_cost,
+        responded,
+        converted,
+        _business_date
     from {{ source('raw', 'campaign_contacts') }}
 ),
 

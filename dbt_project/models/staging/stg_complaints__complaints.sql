@@ -1,8 +1,17 @@
 -- Current state of each complaint case (files carry every opened or updated case).
 with source as (
     select
-        complaint_id, customer_id, opened_at, channel, category, severity, status, resolved_at,
-        first_contact_resolution, _business_date, _line_number
+        complaint_id,
+        customer_id,
+        opened_at,
+        channel,
+        category,
+        severity,
+        status,
+        resolved_at,
+        first_contact_resolution,
+        _business_date,
+        _line_number
     from {{ source('raw', 'complaints') }}
     where _business_date <= {{ run_date() }}
 ),
@@ -10,7 +19,7 @@ with source as (
 latest as (
     select distinct on (complaint_id) *
     from source
-    order by complaint_id, _business_date desc, _line_number desc
+    order by complaint_id asc, _business_date desc, _line_number desc
 ),
 
 final as (

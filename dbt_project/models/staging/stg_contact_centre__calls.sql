@@ -1,7 +1,16 @@
 with source as (
     select
-        call_id, customer_id, direction, started_at, queue_seconds, handle_seconds, reason,
-        first_contact_resolution, transfers, agent_id, _business_date
+        call_id,
+        customer_id,
+        direction,
+        started_at,
+        queue_seconds,
+        handle_seconds,
+        reason,
+        first_contact_resolution,
+        transfers,
+        agent_id,
+        _business_date
     from {{ source('raw', 'contact_calls') }}
 ),
 

@@ -1,5 +1,11 @@
 with source as (
-    select balance_date, account_id, currency, ledger_balance, available_balance, _business_date
+    select
+        balance_date,
+        account_id,
+        currency,
+        ledger_balance,
+        available_balance,
+        _business_date
     from {{ source('raw', 'core_balances') }}
 ),
 

@@ -1,5 +1,11 @@
 with source as (
-    select referral_id, referrer_customer_id, referred_customer_id, referred_at, status, _business_date
+    select
+        referral_id,
+        referrer_customer_id,
+        referred_customer_id,
+        referred_at,
+        status,
+        _business_date
     from {{ source('raw', 'referrals') }}
 ),
 

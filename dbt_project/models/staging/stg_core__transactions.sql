@@ -1,7 +1,18 @@
 with source as (
     select
-        txn_id, account_id, posted_at, value_date, amount, currency, direction, txn_type,
-        channel, mcc, counterparty_bank, fee, _business_date
+        txn_id,
+        account_id,
+        posted_at,
+        value_date,
+        amount,
+        currency,
+        direction,
+        txn_type,
+        channel,
+        mcc,
+        counterparty_bank,
+        fee,
+        _business_date
     from {{ source('raw', 'core_transactions') }}
 ),
 

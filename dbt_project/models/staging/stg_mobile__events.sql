@@ -1,5 +1,12 @@
 with source as (
-    select event_id, customer_id, event_ts_ms, event_type, app_version, os, _business_date
+    select
+        event_id,
+        customer_id,
+        event_ts_ms,
+        event_type,
+        app_version,
+        os,
+        _business_date
     from {{ source('raw', 'mobile_events') }}
 ),
 

@@ -1,7 +1,14 @@
 with source as (
     select
-        session_id, customer_id, login_at, logout_at, page_views, transactions, browser,
-        login_result, _business_date
+        session_id,
+        customer_id,
+        login_at,
+        logout_at,
+        page_views,
+        transactions,
+        browser,
+        login_result,
+        _business_date
     from {{ source('raw', 'online_sessions') }}
 ),
 

@@ -1,7 +1,16 @@
 with source as (
     select
-        survey_id, customer_id, branch_id, channel, responded_at, overall_satisfaction,
-        likely_to_continue, likely_to_recommend, easy_to_do_business, understands_needs, _business_date
+        survey_id,
+        customer_id,
+        branch_id,
+        channel,
+        responded_at,
+        overall_satisfaction,
+        likely_to_continue,
+        likely_to_recommend,
+        easy_to_do_business,
+        understands_needs,
+        _business_date
     from {{ source('raw', 'surveys') }}
 ),
 

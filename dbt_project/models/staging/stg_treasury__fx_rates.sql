@@ -1,5 +1,10 @@
 with source as (
-    select rate_date, currency, reporting_currency, rate, _business_date
+    select
+        rate_date,
+        currency,
+        reporting_currency,
+        rate,
+        _business_date
     from {{ source('raw', 'fx_rates') }}
 ),
 

@@ -36,3 +36,21 @@ def docs(port: Annotated[int, typer.Option(help="Port of the docs site.")] = 808
     ensure_ready()
     run_dbt(["docs", "generate"])
     run_dbt(["docs", "serve", "--port", str(port), "--no-browser"])
+
+
+@app.command()
+def lint() -> None:
+    """sqlfluff (dbt templater) on every model, with the profile's environment set."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from crm.settings import REPO_ROOT
+    from crm.transform import dbt_env
+
+    env = {**os.environ, **dbt_env()}
+    exe = Path(sys.executable).with_name("sqlfluff")
+    raise typer.Exit(
+        subprocess.run([str(exe), "lint", "dbt_project/models"], cwd=REPO_ROOT, env=env).returncode
+    )
