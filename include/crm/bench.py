@@ -30,10 +30,23 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_generator(customers: int, work: Path) -> dict[str, Any]:
+def bench_generator(customers: int, work: Path, big: int = 0) -> dict[str, Any]:
+    """Throughput at the bench size, and peak memory at ``big`` customers x 1 day."""
     from crm.generator.bench import bench
 
-    return bench(customers=customers, days=1, out=work / "gen")
+    out = {"at_bench_size": bench(customers=customers, days=1, out=work / "gen")}
+    if big:
+        # A fresh process, so the peak RSS is the generator's alone.
+        import subprocess
+        import sys
+
+        code = (
+            "import json, pathlib; from crm.generator.bench import bench; "
+            f"print(json.dumps(bench({big}, 1, pathlib.Path({str(work / 'genbig')!r}))))"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out["at_scale"] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
 
 
 def bench_ingest(customers: int, work: Path) -> dict[str, Any]:
@@ -112,10 +125,10 @@ def bench_ingest(customers: int, work: Path) -> dict[str, Any]:
     }
 
 
-def bench_dbt(customers: int, work: Path) -> dict[str, Any]:
+def bench_dbt(customers: int, work: Path, dbt_customers: int = 2000) -> dict[str, Any]:
     from crm.transform.bench import bench
 
-    return bench(customers=customers, work=work / "dbt")
+    return bench(customers=dbt_customers, work=work / "dbt")
 
 
 SECTIONS = {"generator": bench_generator, "ingest": bench_ingest, "dbt": bench_dbt}
@@ -130,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--generator-customers", type=int, default=1_000_000, help="scale run (peak memory)")
+    parser.add_argument("--dbt-customers", type=int, default=2_000, help="bank size of the 90-day dbt bench")
     args = parser.parse_args(argv)
     setup_logging()
     settings = get_settings()
@@ -144,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.sections.split(","):
         fn = SECTIONS[name.strip()]
         started = time.perf_counter()
+        extra = {"generator": {"big": args.generator_customers}, "dbt": {"dbt_customers": args.dbt_customers}}
         try:
-            report[name] = fn(args.customers, work)
+            report[name] = fn(args.customers, work, **extra.get(name, {}))
         except ModuleNotFoundError as err:
             report[name] = {"skipped": f"stage not built yet ({err.name})"}
         report[name]["wall_s"] = round(time.perf_counter() - started, 1)

@@ -326,10 +326,12 @@ class Bank:
         churn_today = (to_churn == 0) & alive
         activity = np.where(to_churn <= 0, 0.03, 1 - 0.85 * pre) * alive
         changed = self._customer_changes(rng, d, day, churn_today, new_ids)
-        yield "core_customers", self._customers_frame(np.arange(n) if d == 0 else changed, day, d, new_ids)
+        for ids in _chunks(np.arange(n) if d == 0 else changed):
+            yield "core_customers", self._customers_frame(ids, day, d, new_ids)
         closed = self._account_changes(rng, day, churn_today, pre)
         new_set = set(new_accounts.tolist())
-        yield "core_accounts", self._accounts_frame(np.union1d(new_accounts, closed), day, d, new_set)
+        for ids in _chunks(np.union1d(new_accounts, closed)):
+            yield "core_accounts", self._accounts_frame(ids, day, d, new_set)
         yield "fx_rates", self._fx_frame(rng, day)
         yield "core_transactions", self._transactions(rng, d, day, activity, pre, churn_today)
         for chunk in self._balances_frames(day):
@@ -1020,6 +1022,15 @@ def _keyed_choice(seed: int, idx: np.ndarray, fn) -> np.ndarray:
         values = fn(rng, 4096)
         out[sel] = values[idx[sel] % 4096]
     return out
+
+
+CHUNK = 200_000  # rows per frame for the per-customer / per-account feeds: bounds memory
+
+
+def _chunks(ids: np.ndarray) -> Iterator[np.ndarray]:
+    """Fixed-size slices (at least one, possibly empty), so every feed gets a file with a header."""
+    for lo in range(0, max(len(ids), 1), CHUNK):
+        yield ids[lo : lo + CHUNK]
 
 
 def _zfill(values: np.ndarray, width: int) -> np.ndarray:
