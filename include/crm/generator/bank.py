@@ -333,7 +333,8 @@ class Bank:
         for ids in _chunks(np.union1d(new_accounts, closed)):
             yield "core_accounts", self._accounts_frame(ids, day, d, new_set)
         yield "fx_rates", self._fx_frame(rng, day)
-        yield "core_transactions", self._transactions(rng, d, day, activity, pre, churn_today)
+        for frame in _frames(self._transactions(rng, d, day, activity, pre, churn_today)):
+            yield "core_transactions", frame
         for chunk in self._balances_frames(day):
             yield "core_balances", chunk
         self._accrue_balances(d)
@@ -345,13 +346,15 @@ class Bank:
             ("mobile_events", self._mobile, ("mobile", "event")),
             ("contact_calls", self._calls, ("contact_centre", "inbound_call")),
         ):
-            frame = fn(rng, d, day, activity, pre)
-            ids = _cidx(frame["customer_id"])
-            np.add.at(self.margin[:, d // 30], ids, -self._cost[cost])
-            if feed in ("branch_visits", "contact_calls"):
-                touched.append((feed, ids))
-            yield feed, frame
-            del frame
+            produced = fn(rng, d, day, activity, pre)
+            for frame in _frames(produced) if isinstance(produced, dict) else [produced]:
+                ids = _cidx(frame["customer_id"])
+                np.add.at(self.margin[:, d // 30], ids, -self._cost[cost])
+                if feed in ("branch_visits", "contact_calls"):
+                    touched.append((feed, ids))
+                yield feed, frame
+                del frame
+            del produced
         yield "complaints", self._complaints(rng, d, day, pre, alive)
         yield "surveys", self._surveys(rng, d, day, touched, pre)
         campaigns = self._campaigns(rng, d, day, alive)
@@ -570,7 +573,7 @@ class Bank:
             m = len(who)
         secs = np.sort(rng.integers(0, 86400, m)) if m else np.zeros(0, dtype=np.int64)
         fee = np.where(txn_type == "transfer_out", np.round(np.minimum(amount * 0.001, 50), 2), 0)
-        return pd.DataFrame(
+        return dict(
             {
                 "txn_id": np.char.add(f"T{d + 1:05d}", _zfill(np.arange(1, m + 1).astype("U9"), 9)),
                 "account_id": np.char.add("A", _zfill((acct + 1).astype("U11"), 11)),
@@ -693,7 +696,7 @@ class Bank:
         kind[last & ~first] = "logout"
         os_ = np.where(a["male"][who] ^ (who % 3 == 0), "android", "ios")
         os_ = np.where(who % 11 == 0, "harmonyos", os_)
-        return pd.DataFrame(
+        return dict(
             {
                 "event_id": np.char.add(f"ME{d + 1:05d}-", np.arange(1, m + 1).astype("U9")),
                 "customer_id": _cid(who),
@@ -1025,6 +1028,13 @@ def _keyed_choice(seed: int, idx: np.ndarray, fn) -> np.ndarray:
 
 
 CHUNK = 200_000  # rows per frame for the per-customer / per-account feeds: bounds memory
+
+
+def _frames(columns: dict) -> Iterator[pd.DataFrame]:
+    """Turn column arrays into DataFrames of at most CHUNK rows (pandas copies strings)."""
+    n = max((len(v) for v in columns.values() if not np.isscalar(v)), default=0)
+    for lo in range(0, max(n, 1), CHUNK):
+        yield pd.DataFrame({k: v if np.isscalar(v) else v[lo : lo + CHUNK] for k, v in columns.items()})
 
 
 def _chunks(ids: np.ndarray) -> Iterator[np.ndarray]:
