@@ -22,12 +22,7 @@ products as (
 ),
 
 fx as (
-    select
-        rate_date,
-        currency,
-        rate_to_reporting
-    from {{ ref('stg_treasury__fx_rates') }}
-    where reporting_currency = '{{ var("reporting_currency") }}'
+    select rate_date, currency, rate_to_reporting from {{ ref('int_fx_rates_daily') }}
 ),
 
 converted as (
@@ -43,18 +38,11 @@ converted as (
         products.monthly_fee_hkd,
         balances.currency,
         balances.ledger_balance,
-        -- The day's fixing; if that day's FX file is missing, the last earlier one.
-        fx_rate.rate_to_reporting
+        fx.rate_to_reporting
     from balances
     inner join accounts on balances.account_id = accounts.account_id
     left join products on accounts.product_code = products.product_code
-    left join lateral (
-        select fx.rate_to_reporting
-        from fx
-        where fx.currency = balances.currency and fx.rate_date <= balances.balance_date
-        order by fx.rate_date desc
-        limit 1
-    ) as fx_rate on true
+    left join fx on balances.balance_date = fx.rate_date and balances.currency = fx.currency
 ),
 
 final as (
