@@ -8,14 +8,22 @@
 {%- endmacro %}
 
 {#- Days an incremental model rebuilds: the run date plus days whose raw data arrived
-    late (audit.reprocess_requests not yet processed). -#}
+    late (audit.reprocess_requests not yet processed). Rendered as a literal list so
+    PostgreSQL prunes the raw partitions instead of scanning every day. -#}
 {% macro days_to_build() -%}
-    (
-        select {{ run_date() }} as business_date
-        union
-        select business_date from {{ source('audit', 'reprocess_requests') }}
-        where processed_at is null and business_date <= {{ run_date() }}
-    )
+    {%- if execute -%}
+        {%- set query -%}
+            select {{ run_date() }} as business_date
+            union
+            select business_date from {{ source('audit', 'reprocess_requests') }}
+            where processed_at is null and business_date <= {{ run_date() }}
+            order by 1
+        {%- endset -%}
+        {%- set days = run_query(query).columns[0].values() -%}
+        ({% for day in days %}'{{ day }}'::date{% if not loop.last %}, {% endif %}{% endfor %})
+    {%- else -%}
+        (null::date)
+    {%- endif -%}
 {%- endmacro %}
 
 {#- Local (Asia/Shanghai) wall-clock timestamp -> timestamptz. -#}
