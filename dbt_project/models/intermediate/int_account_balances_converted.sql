@@ -22,7 +22,11 @@ products as (
 ),
 
 fx as (
-    select rate_date, currency, rate_to_reporting from {{ ref('int_fx_rates_daily') }}
+    select
+        rate_date,
+        currency,
+        rate_to_reporting
+    from {{ ref('int_fx_rates_daily') }}
 ),
 
 converted as (

@@ -2,7 +2,10 @@
 -- One FX rate per currency and calendar day: the day's fixing or, if that day's file is
 -- missing, the last earlier one (carried forward up to a week past the last fixing).
 with rates as (
-    select rate_date, currency, rate_to_reporting
+    select
+        rate_date,
+        currency,
+        rate_to_reporting
     from {{ ref('stg_treasury__fx_rates') }}
     where reporting_currency = '{{ var("reporting_currency") }}'
 ),
