@@ -68,7 +68,9 @@ def crm_transform() -> None:
             execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER
         ),
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
-        operator_args={"vars": {"run_date": RUN_DATE}, "install_deps": False},
+        # Daily runs test the day they build (dbt var test_window_start); a full-history test
+        # run is `crm dbt build` without --date.
+        operator_args={"vars": {"run_date": RUN_DATE, "test_window_start": RUN_DATE}, "install_deps": False},
     )
 
 

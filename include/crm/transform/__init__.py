@@ -84,6 +84,19 @@ def ensure_manifest(settings: Settings | None = None) -> Path:
     return path
 
 
+def _first_day_to_build(day: dt.date, settings: Settings | None, base_url: str | None) -> dt.date:
+    import psycopg
+
+    from crm.warehouse import owner_url
+
+    with psycopg.connect(base_url or owner_url(settings)) as conn:
+        pending = conn.execute(
+            "select min(business_date) from audit.reprocess_requests where processed_at is null and business_date <= %s",
+            (day,),
+        ).fetchone()[0]
+    return min(day, pending) if pending else day
+
+
 def build(
     day: dt.date | None = None,
     *,
@@ -95,7 +108,11 @@ def build(
     """``dbt build`` (seeds, snapshots, models, tests) for business day ``day``."""
     args = ["build"]
     if day is not None:
-        args += ["--vars", json.dumps({"run_date": day.isoformat()})]
+        variables = {"run_date": day.isoformat()}
+        if not full_refresh:
+            # A daily run tests what it built: the day and any late days it reprocesses.
+            variables["test_window_start"] = _first_day_to_build(day, settings, base_url).isoformat()
+        args += ["--vars", json.dumps(variables)]
     if full_refresh:
         args.append("--full-refresh")
     if select:
