@@ -18,20 +18,12 @@ import datetime as dt
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, TaskGroup, dag, task
 
-from crm.alerts import on_task_failure
+from crm.dag_defaults import default_args
 from crm.feeds import load_registry
 
 REGISTRY = load_registry()
 
-default_args = {
-    "owner": "crm-data-engineering",
-    "retries": 3,
-    "retry_delay": dt.timedelta(minutes=2),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": dt.timedelta(minutes=30),
-    "execution_timeout": dt.timedelta(hours=1),
-    "on_failure_callback": on_task_failure,
-}
+DEFAULT_ARGS = default_args()
 
 
 def feed_group(feed_name: str) -> TaskGroup:
@@ -76,7 +68,7 @@ def feed_group(feed_name: str) -> TaskGroup:
     start_date=dt.datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args,
+    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
     tags=["crm", "ingestion"],
 )

@@ -23,22 +23,19 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 from cosmos.profiles import PostgresUserPasswordProfileMapping
 
-from crm.alerts import on_task_failure
+from crm.dag_defaults import default_args
 from crm.feeds import load_registry
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 MANIFEST = DBT_PROJECT / "target" / "manifest.json"
 RUN_DATE = "{{ logical_date.in_timezone('Asia/Shanghai').strftime('%Y-%m-%d') if logical_date else '' }}"
 
-default_args = {
-    "owner": "crm-data-engineering",
-    "retries": 2,
-    "retry_delay": dt.timedelta(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": dt.timedelta(minutes=20),
-    "execution_timeout": dt.timedelta(hours=2),
-    "on_failure_callback": on_task_failure,
-}
+DEFAULT_ARGS = default_args(
+    retries=2,
+    retry_delay=dt.timedelta(minutes=1),
+    max_retry_delay=dt.timedelta(minutes=20),
+    execution_timeout=dt.timedelta(hours=2),
+)
 
 
 @dag(
@@ -47,7 +44,7 @@ default_args = {
     start_date=dt.datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args,
+    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
     tags=["crm", "transformation", "dbt"],
 )
@@ -67,7 +64,13 @@ def crm_transform() -> None:
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER
         ),
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
+        # Tests with several parents (relationships) become their own tasks after all parents,
+        # so a model's build never tests against a model not built yet.
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.BUILD,
+            should_detach_multiple_parents_tests=True,
+        ),
         # Daily runs test the day they build (dbt var test_window_start); a full-history test
         # run is `crm dbt build` without --date.
         operator_args={"vars": {"run_date": RUN_DATE, "test_window_start": RUN_DATE}, "install_deps": False},

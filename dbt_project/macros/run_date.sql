@@ -30,3 +30,13 @@
 {% macro local_to_utc(column) -%}
     ({{ column }} at time zone 'Asia/Shanghai')
 {%- endmacro %}
+
+{#- Filter of an incremental fact: the days to build on a daily run, every day up to the
+    run date on the first build or a full refresh. -#}
+{% macro business_days_filter(column='business_date') -%}
+    {%- if is_incremental() -%}
+        where {{ column }} in {{ days_to_build() }}
+    {%- else -%}
+        where {{ column }} <= {{ run_date() }}
+    {%- endif -%}
+{%- endmacro %}

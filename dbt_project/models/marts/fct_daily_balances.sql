@@ -10,11 +10,7 @@
 -- rebuilds only the new day (and days whose raw data arrived late).
 with converted as (
     select * from {{ ref('int_account_balances_converted') }}
-    {% if is_incremental() %}
-        where business_date in {{ days_to_build() }}
-    {% else %}
-        where business_date <= {{ run_date() }}
-    {% endif %}
+    {{ business_days_filter() }}
 ),
 
 final as (

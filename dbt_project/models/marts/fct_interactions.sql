@@ -8,11 +8,7 @@
 }}
 with interactions as (
     select * from {{ ref('int_interactions_unioned') }}
-    {% if is_incremental() %}
-        where business_date in {{ days_to_build() }}
-    {% else %}
-        where business_date <= {{ run_date() }}
-    {% endif %}
+    {{ business_days_filter() }}
 ),
 
 final as (

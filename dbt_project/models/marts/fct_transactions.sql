@@ -8,11 +8,7 @@
 }}
 with transactions as (
     select * from {{ ref('stg_core__transactions') }}
-    {% if is_incremental() %}
-        where business_date in {{ days_to_build() }}
-    {% else %}
-        where business_date <= {{ run_date() }}
-    {% endif %}
+    {{ business_days_filter() }}
 ),
 
 accounts as (
