@@ -22,14 +22,6 @@ START = dt.date(2026, 1, 1)
 REG = load_registry()
 
 
-@pytest.fixture(scope="module")
-def bank(tmp_path_factory) -> Path:
-    """2,000 customers over 120 days: enough for churn precursors and distributions."""
-    out = tmp_path_factory.mktemp("bank")
-    generate(customers=2000, start=START, days=120, seed=21, out=out / "landing", truth=out / "truth")
-    return out
-
-
 def read_feed(landing: Path, feed_name: str) -> pd.DataFrame:
     feed = REG.feed(feed_name)
     frames = []
@@ -74,58 +66,6 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     assert (tmp_path / "ta" / "faults.jsonl").read_bytes() == (tmp_path / "tb" / "faults.jsonl").read_bytes()
     hashes_c = manifest_hashes(tmp_path / "c")
     assert any(hashes_c.get(k) != v for k, v in manifest_hashes(tmp_path / "a").items())
-
-
-def _check_value(col, value: str, day: dt.date) -> str | None:
-    if value == "":
-        return "MISSING_REQUIRED" if col.required else None
-    if col.type in ("int", "bigint") and not re.fullmatch(r"-?\d+", value):
-        return "BAD_TYPE"
-    if col.type in ("int", "bigint", "numeric"):
-        number = float(value)
-        if (col.min is not None and number < col.min) or (col.max is not None and number > col.max):
-            return "OUT_OF_RANGE"
-    if col.type == "date" and dt.date.fromisoformat(value) > day and col.not_future:
-        return "FUTURE_DATE"
-    if col.type == "timestamp" and col.not_future and dt.datetime.fromisoformat(value).date() > day:
-        return "FUTURE_DATE"
-    if col.pattern and not re.search(col.pattern, value):
-        return "BAD_PATTERN"
-    if col.accepted and value not in col.accepted:
-        return "NOT_ACCEPTED"
-    return None
-
-
-def test_every_clean_file_conforms_to_the_registry(bank):
-    landing = bank / "landing"
-    checked = 0
-    for feed in REG.load_order():
-        for day_dir in sorted((landing / feed.name).iterdir())[:10]:
-            day = dt.date.fromisoformat(day_dir.name)
-            path = day_dir / feed.file
-            if feed.format == "csv":
-                with open(path, newline="", encoding="utf-8") as fh:
-                    rows = list(csv.reader(fh, delimiter=feed.delimiter))
-                assert rows[0] == feed.column_names, f"{path}: header"
-                records = [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
-            else:
-                records = [
-                    {
-                        k: "" if v is None else (str(v).lower() if isinstance(v, bool) else str(v))
-                        for k, v in json.loads(line).items()
-                    }
-                    for line in path.read_text(encoding="utf-8").splitlines()
-                ]
-            keys = [tuple(r[k] for k in feed.key) for r in records]
-            assert len(keys) == len(set(keys)), f"{path}: duplicate keys"
-            for n, record in enumerate(records, start=2):
-                for col in feed.columns:
-                    problem = _check_value(col, record.get(col.name, ""), day)
-                    assert problem is None, (
-                        f"{path} record {n}: {col.name}={record.get(col.name)!r} {problem}"
-                    )
-                checked += 1
-    assert checked > 10_000
 
 
 def test_national_ids_carry_valid_check_digits_and_birth_dates(bank):
@@ -203,28 +143,25 @@ def test_churn_rate_in_band_and_churners_show_precursors(bank):
     assert churner_rate > len(churned) / len(truth) * 2, "churners complain more than their share"
 
 
-def test_ledger_entries_are_visible_in_the_files(tmp_path):
-    result = generate(
-        customers=400,
-        start=START,
-        days=5,
-        seed=9,
-        out=tmp_path / "l",
-        truth=tmp_path / "t",
-        faults="rate=0.02",
-    )
-    ledger = [json.loads(x) for x in (tmp_path / "t" / "faults.jsonl").read_text().splitlines()]
-    assert len(ledger) == result.faults > 0
+def test_ledger_entries_are_visible_in_the_files(faulted_bank, tmp_path):
+    import shutil
+
+    shutil.copytree(faulted_bank, tmp_path, dirs_exist_ok=True)
+    result = json.loads((tmp_path / "truth" / "generation.json").read_text())
+    ledger = [json.loads(x) for x in (tmp_path / "truth" / "faults.jsonl").read_text().splitlines()]
+    assert len(ledger) == result["fault_count"] > 0
     assert {e["kind"] for e in ledger if e["level"] == "file"} == {
         k for k, v in FAULT_KINDS.items() if v.level == "file"
     }
     for entry in ledger:
-        path = tmp_path / "l" / entry["file"]
+        path = tmp_path / "landing" / entry["file"]
         kind = entry["kind"]
         if kind == "missing_file":
             assert not path.exists()
         elif kind == "late_partition":
-            assert not path.exists() and (tmp_path / "l" / "_held" / entry["feed"] / entry["day"]).exists()
+            assert (
+                not path.exists() and (tmp_path / "landing" / "_held" / entry["feed"] / entry["day"]).exists()
+            )
         elif kind == "empty_file":
             assert path.stat().st_size == 0
         elif kind == "truncated_last_line":
@@ -238,10 +175,11 @@ def test_ledger_entries_are_visible_in_the_files(tmp_path):
                 path.read_bytes().decode("utf-8")
         elif kind == "duplicate_delivery":
             assert (
-                tmp_path / "l" / "_redelivered" / entry["feed"] / entry["day"] / path.name
+                tmp_path / "landing" / "_redelivered" / entry["feed"] / entry["day"] / path.name
             ).read_bytes() == path.read_bytes()
         elif entry["level"] == "row":
-            lines = path.read_text(encoding="utf-8").splitlines()
+            gbk = any(e["file"] == entry["file"] and e["kind"] == "wrong_encoding" for e in ledger)
+            lines = path.read_bytes().decode("gbk" if gbk else "utf-8").splitlines()
             line = lines[entry["line"] - 1]
             if kind == "duplicate_key":
                 assert line == lines[entry["line"] - 2]
@@ -257,12 +195,12 @@ def test_ledger_entries_are_visible_in_the_files(tmp_path):
                 with pytest.raises(ValueError):
                     json.loads(line)
             elif kind in ("unknown_customer", "unknown_account"):
-                assert "C999999999" in line or "A99999999999" in line
+                assert re.search(r"\b(C99[0-9]{7}|A99[0-9]{9})\b", line)
             elif kind == "bad_enum":
                 assert "ZZZ" in line
             elif kind == "bad_date":
                 assert "2026-02-30" in line
-    assert len(deliver_late(tmp_path / "l")) == 1
+    assert len(deliver_late(tmp_path / "landing")) == 1
 
 
 def test_fault_spec_is_validated():

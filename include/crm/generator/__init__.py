@@ -20,7 +20,7 @@ import pandas as pd
 
 from crm.feeds import Feed, load_registry
 from crm.generator.bank import Bank
-from crm.generator.faults import FAULT_KINDS, HELD, FaultInjector
+from crm.generator.faults import FAULT_KINDS, HELD, REDELIVERED, FaultInjector
 from crm.generator.reference import load_reference
 
 __all__ = ["FAULT_KINDS", "GenerateResult", "deliver_late", "generate"]
@@ -97,7 +97,7 @@ def generate(
             injector.apply(feeds[name], day, out / name / day.isoformat() / feeds[name].file)
         _write_manifest(out, day, feeds)
         log.info("generated day=%s customers=%s", day, bank.n)
-    result.files = sum(1 for _ in out.glob("*/*/*") if _.parent.parent.name[0] != "_")
+    result.files = sum(1 for p in out.rglob("*") if p.is_file() and p.parent.name != MANIFESTS)
     customers_truth, margin = bank.truth_frames()
     customers_truth.to_csv(truth / "customers_truth.csv", index=False, lineterminator="\n")
     margin.to_csv(truth / "monthly_margin.csv", index=False, lineterminator="\n")
@@ -113,6 +113,7 @@ def generate(
                 "seed": seed,
                 "faults": faults,
                 "rows": result.rows,
+                "fault_count": len(injector.ledger),
             },
             indent=2,
             sort_keys=True,
@@ -122,38 +123,74 @@ def generate(
     return result
 
 
+def _file_entry(out: Path, feed: Feed, path: Path, shown_as: Path, status: str) -> dict:
+    with open(path, "rb") as fh:
+        lines = sum(1 for _ in fh)
+    return {
+        "feed": feed.name,
+        "file": shown_as.relative_to(out).as_posix(),
+        "status": status,
+        "rows": max(lines - (1 if feed.format == "csv" else 0), 0),
+        "bytes": path.stat().st_size,
+        "sha256": _sha256(path),
+    }
+
+
 def _write_manifest(out: Path, day: dt.date, feeds: dict[str, Feed]) -> None:
+    """What the day's delivery holds, file by file, in registry load order.
+
+    status: ``delivered``; ``missing`` (no file: the source system never sent it);
+    ``held`` (a late partition: waiting in ``_held/``, ``file`` is where it will land);
+    ``redelivered`` (a second, identical copy in ``_redelivered/``)."""
     entries = []
     for name, feed in feeds.items():
-        path = out / name / day.isoformat() / feed.file
-        if not path.exists():
-            continue
-        with open(path, "rb") as fh:
-            lines = sum(1 for _ in fh)
-        rows = max(lines - (1 if feed.format == "csv" else 0), 0)
-        entries.append(
-            {
-                "feed": name,
-                "file": str(path.relative_to(out)),
-                "rows": rows,
-                "bytes": path.stat().st_size,
-                "sha256": _sha256(path),
-            }
-        )
+        rel = Path(name) / day.isoformat() / feed.file
+        path, held, again = out / rel, out / HELD / rel, out / REDELIVERED / rel
+        if path.exists():
+            entries.append(_file_entry(out, feed, path, path, "delivered"))
+        elif held.exists():
+            entries.append({**_file_entry(out, feed, held, path, "held"), "held_at": (HELD / rel).as_posix()})
+        else:
+            entries.append(
+                {
+                    "feed": name,
+                    "file": rel.as_posix(),
+                    "status": "missing",
+                    "rows": 0,
+                    "bytes": 0,
+                    "sha256": None,
+                }
+            )
+        if again.exists():
+            entries.append(_file_entry(out, feed, again, again, "redelivered"))
     manifest = out / MANIFESTS / f"{day.isoformat()}.json"
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text(
-        json.dumps({"business_date": day.isoformat(), "files": entries}, indent=2, sort_keys=True)
+        json.dumps({"business_date": day.isoformat(), "files": entries}, indent=2, sort_keys=True) + "\n"
     )
 
 
 def deliver_late(out: Path) -> list[Path]:
-    """Move held (late) partitions into the landing folders; returns the delivered folders."""
-    held_root = Path(out) / HELD
+    """Move held (late) partitions into the landing folders; returns the delivered folders.
+
+    The day's manifest entry turns from ``held`` into ``delivered`` with ``"late": true``.
+    Safe to call again: nothing held, nothing moved."""
+    out = Path(out)
     delivered = []
-    for folder in sorted(held_root.glob("*/*")):
-        target = Path(out) / folder.parent.name / folder.name
+    for folder in sorted((out / HELD).glob("*/*")):
+        target = out / folder.parent.name / folder.name
+        if target.exists():
+            raise FileExistsError(f"{target}: a late partition would overwrite a delivered one")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(folder), str(target))
         delivered.append(target)
+        manifest = out / MANIFESTS / f"{folder.name}.json"
+        if manifest.exists():
+            doc = json.loads(manifest.read_text())
+            for entry in doc["files"]:
+                if entry["feed"] == folder.parent.name and entry["status"] == "held":
+                    entry.pop("held_at", None)
+                    entry.update(status="delivered", late=True)
+            manifest.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        log.info("delivered late partition %s", target.relative_to(out))
     return delivered

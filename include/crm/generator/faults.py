@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import io
 import json
+import logging
 import shutil
 import zlib
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from crm.feeds import Column, Feed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,10 @@ REDELIVERED = "_redelivered"
 
 
 def parse_spec(spec: str | None) -> tuple[dict[str, float], dict[str, int]]:
-    """``rate=0.01`` (every row kind sharing that rate, one of each file kind) or
-    ``missing_key=0.002,wrong_encoding=1,...`` (row kinds: rate; file kinds: count)."""
+    """``rate=0.01`` (every row kind at that rate per line, one file of each file kind) or
+    ``missing_key=0.002,wrong_encoding=1,...`` (row kinds: rate per line; file kinds: count).
+
+    Named kinds override ``rate``: ``rate=0.001,empty_file=0`` has no empty file."""
     rows: dict[str, float] = {}
     files: dict[str, int] = {}
     if not spec:
@@ -74,7 +79,7 @@ def parse_spec(spec: str | None) -> tuple[dict[str, float], dict[str, int]]:
         name, _, value = part.strip().partition("=")
         if name == "rate":
             for k in ROW_KINDS:
-                rows[k] = float(value) / len(ROW_KINDS)
+                rows.setdefault(k, float(value))
             for k in FILE_KINDS:
                 files.setdefault(k, 1)
         elif name in FAULT_KINDS:
@@ -82,9 +87,14 @@ def parse_spec(spec: str | None) -> tuple[dict[str, float], dict[str, int]]:
                 rows[name] = float(value)
             else:
                 files[name] = int(value)
+            if (rows.get(name) or 0) < 0 or (files.get(name) or 0) < 0:
+                raise ValueError(f"fault {name}={value}: rates and counts cannot be negative")
         else:
             raise ValueError(f"unknown fault kind {name!r}; kinds: rate, {', '.join(FAULT_KINDS)}")
-    return rows, files
+    total = sum(rows.values())
+    if total > 0.5:
+        raise ValueError(f"row fault rates add up to {total:.2f} of all lines; keep them under 0.5")
+    return {k: v for k, v in rows.items() if v > 0}, {k: v for k, v in files.items() if v > 0}
 
 
 def _applicable(kind: str, feed: Feed) -> list[Column]:
@@ -109,7 +119,9 @@ def _applicable(kind: str, feed: Feed) -> list[Column]:
     return list(cols)  # duplicate_key, bad_column_count, bad_json: the row as a whole
 
 
-def _corrupt(kind: str, col: Column, value: str, day: dt.date) -> str:
+def _corrupt(kind: str, col: Column, value: str, day: dt.date, serial: int = 0) -> str:
+    """The faulty value; ``serial`` (unique within a file) keeps unknown ids distinct, so
+    two unknown references in one file never also collide as duplicate keys."""
     if kind == "missing_key":
         return ""
     if kind == "negative_amount":
@@ -117,9 +129,9 @@ def _corrupt(kind: str, col: Column, value: str, day: dt.date) -> str:
     if kind == "absurd_amount":
         return str(int((col.max or 0) * 1000) + 7)
     if kind == "unknown_customer":
-        return "C999999999"
+        return f"C99{serial % 10**7:07d}"  # customer numbers never reach 990,000,000
     if kind == "unknown_account":
-        return "A99999999999"
+        return f"A99{serial % 10**9:09d}"
     if kind == "bad_date":
         return {"date": "2026-02-30", "timestamp": "2026-02-30 10:00:00"}.get(
             col.type, "2026-02-30T10:00:00Z"
@@ -223,7 +235,7 @@ class FaultInjector:
                 return None
             col = cols[int(rng.integers(0, len(cols)))]
             pos = names.index(col.name)
-            fields[pos] = _corrupt(kind, col, fields[pos], day)
+            fields[pos] = _corrupt(kind, col, fields[pos], day, len(self.ledger))
             return _csv_line(fields, feed)
         doc = json.loads(line)
         if kind == "bad_json":
@@ -234,7 +246,7 @@ class FaultInjector:
         if not cols:
             return None
         col = cols[int(rng.integers(0, len(cols)))]
-        value = _corrupt(kind, col, str(doc.get(col.name) or ""), day)
+        value = _corrupt(kind, col, str(doc.get(col.name) or ""), day, len(self.ledger))
         if col.type in ("int", "bigint", "numeric") and value:
             doc[col.name] = json.loads(value) if value.lstrip("-").replace(".", "", 1).isdigit() else value
         else:
@@ -246,7 +258,14 @@ class FaultInjector:
         rel = str(path.relative_to(self.out))
         data = path.read_bytes()
         if kind == "wrong_encoding":
-            path.write_bytes(data.decode("utf-8").encode("gbk", errors="replace"))
+            text = data.decode("utf-8")
+            if text.isascii():
+                busy = {e["line"] for e in self.ledger if e["file"] == rel}
+                text = _with_chinese_remark(feed, text, busy | {x - 1 for x in busy})
+                if text is None:  # no record to carry a remark: GBK would equal UTF-8
+                    log.warning("wrong_encoding skipped for %s: no record to carry non-ASCII text", rel)
+                    return
+            path.write_bytes(text.encode("gbk"))
         elif kind == "bom":
             path.write_bytes(b"\xef\xbb\xbf" + data)
         elif kind == "crlf":
@@ -306,3 +325,19 @@ def _csv_line(fields: list[str], feed: Feed) -> str:
     buf = io.StringIO()
     csv.writer(buf, delimiter=feed.delimiter, quotechar=feed.quotechar, lineterminator="").writerow(fields)
     return buf.getvalue()
+
+
+def _with_chinese_remark(feed: Feed, text: str, avoid: set[int]) -> str | None:
+    """Give one clean record a Chinese remark so a GBK file really differs from UTF-8.
+
+    ``avoid``: line numbers of faulted records and of originals of duplicated ones."""
+    lines = text.split("\n")
+    if "remark" not in feed.column_names:
+        return None
+    for i in range(1, len(lines)):
+        if lines[i] and i + 1 not in avoid:
+            fields = next(csv.reader([lines[i]], delimiter=feed.delimiter, quotechar=feed.quotechar))
+            fields[feed.column_names.index("remark")] = "客户要求回电"
+            lines[i] = _csv_line(fields, feed)
+            return "\n".join(lines)
+    return None
