@@ -41,6 +41,15 @@ def manifest_hashes(landing: Path) -> dict[str, str]:
     return out
 
 
+def tree_bytes(*roots: Path) -> dict[str, bytes]:
+    return {
+        f"{i}/{p.relative_to(root)}": p.read_bytes()
+        for i, root in enumerate(roots)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     a = generate(
         customers=300,
@@ -63,7 +72,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     generate(customers=300, start=START, days=3, seed=8, out=tmp_path / "c", truth=tmp_path / "tc")
     assert a.faults > 0
     assert manifest_hashes(tmp_path / "a") == manifest_hashes(tmp_path / "b")
-    assert (tmp_path / "ta" / "faults.jsonl").read_bytes() == (tmp_path / "tb" / "faults.jsonl").read_bytes()
+    assert tree_bytes(tmp_path / "a", tmp_path / "ta") == tree_bytes(tmp_path / "b", tmp_path / "tb")
     hashes_c = manifest_hashes(tmp_path / "c")
     assert any(hashes_c.get(k) != v for k, v in manifest_hashes(tmp_path / "a").items())
 
@@ -231,3 +240,75 @@ def test_cli_generates_and_reports(tmp_path):
     assert "core_transactions" in result.output
     assert (tmp_path / "o" / "_manifests" / "2026-01-02.json").exists()
     assert np.isfinite(len(list((tmp_path / "o").rglob("*.csv"))))
+
+
+def test_cdc_updates_carry_real_changes_and_stable_identity(bank):
+    customers = read_feed(bank / "landing", "core_customers")
+    first = customers[customers["change_type"] == "I"].set_index("customer_id")
+    assert first.index.is_unique, "a customer is inserted once"
+    updates = customers[customers["change_type"] == "U"].join(first, on="customer_id", rsuffix="_first")
+    assert len(updates) > 50
+    for column in ("city", "rm_id", "annual_income_cny", "status"):
+        assert (updates[column] != updates[f"{column}_first"]).any(), f"no CDC update changes {column}"
+    for column in ("national_id", "full_name", "birth_date", "onboarding_date"):
+        assert (updates[column] == updates[f"{column}_first"]).all(), f"{column} changed in an update"
+    # Every update changes something the core tracks.
+    tracked = ["city", "rm_id", "annual_income_cny", "status", "home_branch_id"]
+    changed = np.zeros(len(updates), dtype=bool)
+    for column in tracked:
+        changed |= (updates[column] != updates[f"{column}_first"]).to_numpy()
+    assert changed.mean() > 0.8
+
+
+def test_campaign_conversions_open_accounts_for_existing_customers(bank):
+    landing = bank / "landing"
+    contacts = read_feed(landing, "campaign_contacts")
+    response = (contacts["responded"] == "true").mean()
+    assert 0.01 <= response <= 0.05, f"campaign response {response:.1%}"
+    converted = contacts[contacts["converted"] == "true"]
+    accounts = read_feed(landing, "core_accounts")
+    customers = read_feed(landing, "core_customers").drop_duplicates("customer_id")
+    onboarded = customers.set_index("customer_id")["onboarding_date"]
+    opened = accounts[(accounts["change_type"] == "I") & (accounts["open_date"] > START.isoformat())]
+    cross_sold = opened[opened["open_date"] > opened["customer_id"].map(onboarded)]
+    assert len(cross_sold) > 0
+    assert set(cross_sold["customer_id"]) <= set(converted["customer_id"])
+
+
+def test_referrals_agree_with_the_referred_customers_core_record(bank):
+    landing = bank / "landing"
+    referrals = read_feed(landing, "referrals")
+    opened = referrals[referrals["status"] == "opened_account"]
+    assert len(opened) > 0
+    customers = read_feed(landing, "core_customers").drop_duplicates("customer_id").set_index("customer_id")
+    assert (
+        opened["referred_customer_id"].map(customers["referred_by"]) == opened["referrer_customer_id"]
+    ).all()
+    assert (
+        opened["referred_customer_id"].map(customers["onboarding_date"]) == opened["referred_at"].str[:10]
+    ).all()
+
+
+def test_realised_margin_is_monthly_and_concentrated(bank):
+    margin = pd.read_csv(bank / "truth" / "monthly_margin.csv", dtype={"month": str})
+    assert list(margin.columns) == ["customer_id", "month", "margin_hkd"]
+    assert not margin.duplicated(["customer_id", "month"]).any()
+    assert list(margin["month"].drop_duplicates()) == ["2026-01", "2026-02", "2026-03", "2026-04"]
+    total = margin.groupby("customer_id")["margin_hkd"].sum().sort_values(ascending=False)
+    positive = total.clip(lower=0)
+    top20 = positive.iloc[: len(positive) // 5].sum() / positive.sum()
+    assert top20 > 0.6, f"top 20 % bring {top20:.0%} of profit"
+
+
+def test_manifests_account_for_missing_held_and_redelivered_files(faulted_bank):
+    ledger = [json.loads(x) for x in (faulted_bank / "truth" / "faults.jsonl").read_text().splitlines()]
+    statuses = {}
+    for path in (faulted_bank / "landing" / "_manifests").glob("*.json"):
+        for entry in json.loads(path.read_text())["files"]:
+            statuses.setdefault(entry["file"], set()).add(entry["status"])
+    by_kind = {e["kind"]: e["file"] for e in ledger if e["level"] == "file"}
+    assert statuses[by_kind["missing_file"]] == {"missing"}
+    assert statuses[by_kind["late_partition"]] == {"held"}
+    assert "redelivered" in statuses["_redelivered/" + by_kind["duplicate_delivery"]]
+    days = len(list((faulted_bank / "landing" / "_manifests").glob("*.json")))
+    assert sum(1 for s in statuses.values() if s & {"delivered", "missing", "held"}) == days * len(REG.feeds)

@@ -93,8 +93,17 @@ class Bank:
     fx: dict[str, float] = field(default_factory=dict)
     margin: np.ndarray | None = None  # customer x month realised margin (HKD)
     open_complaints: list[tuple[int, str, str, str, str, str, int]] = field(default_factory=list)
+    # Customers whose RM changed outside the day's own changes (new key customers): next CDC.
+    rm_changed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # Cross-sell: (customer, product) opened the day after a campaign conversion.
+    pending_opens: tuple[np.ndarray, np.ndarray] | None = None
 
     # ----------------------------------------------------------------- set-up
+    def _month(self, d: int) -> int:
+        """Calendar month of day ``d`` counted from the start's month (0 = first month)."""
+        day = self.start + dt.timedelta(days=d)
+        return (day.year - self.start.year) * 12 + day.month - self.start.month
+
     def __post_init__(self) -> None:
         rng = np.random.default_rng([self.seed, 0])
         growth = ANNUAL_GROWTH * self.days / 365
@@ -125,6 +134,7 @@ class Bank:
             ("churn_type", np.int8),
             ("status", np.int8),
             ("quadrant", np.int8),
+            ("area", np.int32),  # area code of the resident id: fixed at birth, not by moves
         ]:
             a[name] = np.zeros(self.cap, dtype=dtype)
         for name, dtype in [
@@ -139,8 +149,7 @@ class Bank:
         ]:
             self.acc[name] = np.zeros(self.acap, dtype=dtype)
         self.fx = dict(FX_BASE)
-        months = self.days // 30 + 2
-        self.margin = np.zeros((self.cap, months), dtype=np.float32)
+        self.margin = np.zeros((self.cap, self._month(self.days - 1) + 1), dtype=np.float32)
         self._product_family = np.array([p["product_family"] for p in self.ref.products])
         self._is_asset = np.array([p["is_asset"] == "true" for p in self.ref.products])
         self._margin_rate = np.array([float(p["annual_margin_rate"]) for p in self.ref.products])
@@ -181,6 +190,7 @@ class Bank:
         a["role"][idx] = rng.choice(5, k, p=[0.38, 0.27, 0.08, 0.2, 0.07])
         a["fam"][idx] = np.clip(rng.poisson(2.2, k) + 1, 1, 8)
         a["branch"][idx] = rng.choice(len(self._branch_p), k, p=self._branch_p)
+        a["area"][idx] = self._branch_area[a["branch"][idx]].astype(np.int32)
         if initial:
             tenure = rng.integers(30, 365 * 12, k)
             a["onboard"][idx] = np.datetime64(day.isoformat()) - tenure.astype("timedelta64[D]")
@@ -212,13 +222,16 @@ class Bank:
         wait = rng.geometric(np.clip(hazard, 1e-6, 1), k)
         a["churn_day"][idx] = np.where(first + wait < 10**6, first + wait, 10**6).astype(np.int32)
         a["churn_type"][idx] = np.where(rng.random(k) < 0.45, 1, 2)  # 1 closure, 2 silent
-        ref_p = 0.03 + 0.05 * loyalty
-        a["referred_by"][idx] = np.where(
-            (rng.random(k) < ref_p) & (self.n - k > 0), rng.integers(0, max(self.n - k, 1), k), -1
-        )
+        # Word of mouth: referrers are current customers, the loyal ones more often.
+        referred = rng.random(k) < (0.03 + 0.05 * loyalty if initial else 0.08 + 0.1 * loyalty)
+        pool = np.flatnonzero(a["status"][: self.n - k] < 2)
+        a["referred_by"][idx] = -1
+        if len(pool) and referred.any():
+            weight = a["loyalty"][pool] + 0.05
+            a["referred_by"][idx[referred]] = rng.choice(pool, int(referred.sum()), p=weight / weight.sum())
         a["rm"][idx] = -1
         self._open_accounts(rng, idx, day, initial)
-        self._assign_segments_and_rms()
+        self.rm_changed = np.union1d(self.rm_changed, self._assign_segments_and_rms())
         return idx
 
     def _open_accounts(self, rng: np.random.Generator, idx: np.ndarray, day: dt.date, initial: bool) -> None:
@@ -232,8 +245,18 @@ class Bank:
             take = rng.random(k) < prob
             owners.append(idx[take])
             products.append(np.full(take.sum(), p))
-        owner = np.concatenate(owners)
-        product = np.concatenate(products)
+        self._create_accounts(rng, np.concatenate(owners), np.concatenate(products), day, initial)
+
+    def _create_accounts(
+        self, rng: np.random.Generator, owner: np.ndarray, product: np.ndarray, day: dt.date, initial: bool
+    ) -> None:
+        a = self.arrays
+        if self.na + len(owner) > self.acap:  # more accounts than planned: grow the arrays
+            self.acap = max(self.acap * 3 // 2, self.na + len(owner))
+            for name, arr in self.acc.items():
+                grown = np.zeros(self.acap, dtype=arr.dtype)
+                grown[: len(arr)] = arr
+                self.acc[name] = grown
         m = len(owner)
         j = np.arange(self.na, self.na + m)
         self.na += m
@@ -244,7 +267,7 @@ class Bank:
         for p, allowed in enumerate(self._currencies):
             sel = product == p
             choice = rng.choice(len(allowed), sel.sum(), p=_currency_mix(allowed))
-            cur[sel] = [int(np.where(allowed[x] == CURRENCIES)[0][0]) for x in choice]
+            cur[sel] = np.array([CURRENCIES.tolist().index(x) for x in allowed])[choice]
         c["currency"][j] = cur
         onboard = a["onboard"][owner]
         if initial:
@@ -288,7 +311,10 @@ class Bank:
         c["balance"][j] = np.round(bal / rate, 2)  # values are in HKD terms, stored in account currency
         c["limit"][j] = np.where(family == "credit_card", np.round(a["income"][owner] * 0.3, -3), 0)
 
-    def _assign_segments_and_rms(self) -> None:
+    def _assign_segments_and_rms(self) -> np.ndarray:
+        """LV quadrants from the latent traits; an RM for every key customer without one.
+
+        Returns the customers who were given an RM (a change the core reports)."""
         a = self.arrays
         n = self.n
         high_value = a["value"][:n] >= np.quantile(a["value"][:n], 0.8)
@@ -299,7 +325,9 @@ class Bank:
         # Key customers (top 20 % by value) have a relationship manager (~150 each).
         top = np.flatnonzero(high_value)
         need = top[a["rm"][top] < 0]
-        a["rm"][need] = 1 + (need % max(1, len(top) // 150 + 1))
+        self._n_rms = max(1, len(top) // 150 + 1)
+        a["rm"][need] = 1 + (need % self._n_rms)
+        return need
 
     # ----------------------------------------------------------------- one day
     def simulate_day(self, d: int) -> Iterator[tuple[str, pd.DataFrame]]:
@@ -316,6 +344,11 @@ class Bank:
             k = rng.poisson(self.n_initial * ANNUAL_GROWTH / 365)
             before = self.na
             new_ids = self._add_customers(rng, min(k, self.cap - self.n - 1), day)
+            if self.pending_opens is not None:  # yesterday's campaign conversions
+                owner, product = self.pending_opens
+                still = a["status"][owner] < 2
+                self._create_accounts(rng, owner[still], product[still], day, initial=False)
+                self.pending_opens = None
             new_accounts = np.arange(before, self.na)
         else:
             new_accounts = np.arange(self.na)
@@ -329,7 +362,7 @@ class Bank:
         for ids in _chunks(np.arange(n) if d == 0 else changed):
             yield "core_customers", self._customers_frame(ids, day, d, new_ids)
         closed = self._account_changes(rng, day, churn_today, pre)
-        new_set = set(new_accounts.tolist())
+        new_set = new_accounts
         for ids in _chunks(np.union1d(new_accounts, closed)):
             yield "core_accounts", self._accounts_frame(ids, day, d, new_set)
         yield "fx_rates", self._fx_frame(rng, day)
@@ -349,7 +382,7 @@ class Bank:
             produced = fn(rng, d, day, activity, pre)
             for frame in _frames(produced) if isinstance(produced, dict) else [produced]:
                 ids = _cidx(frame["customer_id"])
-                np.add.at(self.margin[:, d // 30], ids, -self._cost[cost])
+                np.add.at(self.margin[:, self._month(d)], ids, -self._cost[cost])
                 if feed in ("branch_visits", "contact_calls"):
                     touched.append((feed, ids))
                 yield feed, frame
@@ -359,7 +392,7 @@ class Bank:
         yield "surveys", self._surveys(rng, d, day, touched, pre)
         campaigns = self._campaigns(rng, d, day, alive)
         np.add.at(
-            self.margin[:, d // 30],
+            self.margin[:, self._month(d)],
             _cidx(campaigns["customer_id"]),
             -campaigns["contact_cost"].astype(float).to_numpy(),
         )
@@ -375,11 +408,20 @@ class Bank:
         # Silent leavers stop using the bank; the core marks them dormant after ~60 quiet days.
         dormant = (a["churn_type"][:n] == 2) & (a["churn_day"][:n] == d - 60) & (a["status"][:n] == 0)
         a["status"][:n][dormant] = 1
-        # A few ordinary changes: income revised, moved city, new RM.
-        moved = (rng.random(n) < 0.0004) & (a["status"][:n] < 2)
-        a["income"][:n][moved] = np.round(a["income"][:n][moved] * rng.uniform(0.9, 1.3, moved.sum()), -2)
-        changed = np.flatnonzero(closure | dormant | moved)
-        return np.setdiff1d(np.union1d(changed, new_ids), [])
+        # A few ordinary changes: income revised, moved to another city, new RM.
+        alive = a["status"][:n] < 2
+        revised = (rng.random(n) < 0.0004) & alive
+        a["income"][:n][revised] = np.round(
+            a["income"][:n][revised] * rng.uniform(0.9, 1.3, revised.sum()), -2
+        )
+        moved = np.flatnonzero((rng.random(n) < 0.0001) & alive)
+        a["branch"][moved] = rng.choice(len(self._branch_p), len(moved), p=self._branch_p)
+        new_rm = np.flatnonzero((rng.random(n) < 0.0003) & alive & (a["rm"][:n] > 0))
+        a["rm"][new_rm] = 1 + (a["rm"][new_rm] + rng.integers(0, self._n_rms, len(new_rm))) % self._n_rms
+        changed = np.flatnonzero(closure | dormant | revised)
+        changed = np.union1d(np.union1d(changed, moved), np.union1d(new_rm, self.rm_changed))
+        self.rm_changed = np.zeros(0, dtype=np.int64)
+        return np.union1d(changed, new_ids)
 
     def _customers_frame(self, idx, day, d, new_ids) -> pd.DataFrame:
         a = self.arrays
@@ -392,7 +434,7 @@ class Bank:
         full_name = _keyed_choice(self.seed, idx, people.names)
         mobile = _keyed_choice(self.seed + 1, idx, people.mobiles)
         seq = (idx * 7919 + self.seed) % 500
-        nid = people.national_ids(self._branch_area[branch], a["birth"][idx], a["male"][idx], seq)
+        nid = people.national_ids(a["area"][idx], a["birth"][idx], a["male"][idx], seq)
         email = people.emails(idx, self.seed)
         addr = people.addresses(cities, idx)
         is_new = np.isin(idx, new_ids) | (d == 0)
@@ -449,9 +491,7 @@ class Bank:
         return pd.DataFrame(
             {
                 "account_id": np.char.add("A", _zfill((j + 1).astype("U11"), 11)),
-                "change_type": np.array(
-                    ["I" if (d == 0 or x in new_set) else "U" for x in j.tolist()], dtype=object
-                ),
+                "change_type": np.where((d == 0) | np.isin(j, new_set), "I", "U"),
                 "customer_id": np.char.add("C", _zfill((c["owner"][j] + 1).astype("U9"), 9)),
                 "product_code": codes[c["product"][j]],
                 "currency": CURRENCIES[c["currency"][j]],
@@ -549,22 +589,25 @@ class Bank:
         )
         acct = primary[who]
         if len(silent):
+            # Every open asset account of today's silent leavers keeps 10 %; the rest leaves
+            # in one transfer (in the primary account's currency) to another bank.
             c = self.acc
-            drain = np.zeros(len(silent))
-            for k, cust in enumerate(silent):
-                mine = np.flatnonzero(
-                    (c["owner"][: self.na] == cust)
-                    & self._is_asset[c["product"][: self.na]]
-                    & (c["status"][: self.na] == 0)
-                )
-                drain[k] = float(np.clip(c["balance"][mine].clip(min=0).sum() * 0.9, 0, 49_000_000))
-                c["balance"][mine] = np.round(c["balance"][mine] * 0.1, 2)
+            na = self.na
+            owner = c["owner"][:na]
+            leaving = np.zeros(n, dtype=bool)
+            leaving[silent] = True
+            mask = leaving[owner] & self._is_asset[c["product"][:na]] & (c["status"][:na] == 0)
+            rates = np.array([self.fx[x] for x in CURRENCIES])
+            hkd = c["balance"][:na][mask].clip(min=0) * rates[c["currency"][:na][mask]]
+            drained = np.bincount(owner[mask], weights=hkd * 0.9, minlength=n)[silent]
+            c["balance"][:na][mask] = np.round(c["balance"][:na][mask] * 0.1, 2)
+            drain = np.clip(drained / rates[c["currency"][primary[silent]]], 0, 49_000_000)
             keep = drain >= 1
             silent, drain = silent[keep], drain[keep]
             who = np.concatenate([who, silent])
             acct = np.concatenate([acct, primary[silent]])
             txn_type = np.concatenate([txn_type, np.full(len(silent), "transfer_out")])
-            amount = np.concatenate([amount, np.round(drain / self.fx["CNY"], 2)])
+            amount = np.concatenate([amount, np.round(drain, 2)])
             channel = np.concatenate([channel, np.full(len(silent), "online")])
             direction = np.concatenate([direction, np.full(len(silent), "D")])
             counterparty = np.concatenate(
@@ -880,56 +923,62 @@ class Bank:
         )
 
     def _campaigns(self, rng, d, day, alive) -> pd.DataFrame:
+        """Contacts from the campaigns in ref_campaigns.csv; loyal customers respond more,
+        customers on their way out hardly at all. A conversion opens the offered product
+        the next day (cross-sell)."""
         a = self.arrays
-        who = np.flatnonzero(alive & (rng.random(self.n) < 0.006))
+        camps = self.ref.campaigns
+        reach = np.array([float(c["daily_reach"]) for c in camps])
+        who = np.flatnonzero(alive & (rng.random(self.n) < reach.sum()))
         m = len(who)
-        campaigns = [
-            ("CMP-WEALTH", "INV", "rm"),
-            ("CMP-CARD", "CC", "sms"),
-            ("CMP-TD", "TD", "mobile_push"),
-            ("CMP-LOAN", "PL", "phone"),
-            ("CMP-FX", "FXA", "email"),
-        ]
-        pick = rng.integers(0, len(campaigns), m)
-        loyal = a["loyalty"][who]
-        responded = rng.random(m) < 0.008 + 0.05 * loyal * (a["churn_day"][who] - d > PRECURSOR_DAYS)
+        pick = rng.choice(len(camps), m, p=reach / reach.sum())
+        base = np.array([float(c["base_response"]) for c in camps])[pick]
+        uplift = np.array([float(c["loyal_uplift"]) for c in camps])[pick]
+        leaving = a["churn_day"][who] - d <= PRECURSOR_DAYS
+        responded = rng.random(m) < np.where(leaving, 0.3, 1) * (base + uplift * a["loyalty"][who])
         converted = responded & (rng.random(m) < 0.35)
-        chan = np.array([c[2] for c in campaigns])[pick]
-        cost = np.select(
-            [chan == "rm", chan == "phone", chan == "sms", chan == "email"], [60.0, 8.0, 0.3, 0.05], 0.02
-        )
+        offered = np.array([c["offered_product_code"] for c in camps])[pick]
+        codes = self.ref.product_codes
+        product = np.array([codes.index(c["offered_product_code"]) for c in camps], dtype=np.int8)[pick]
+        if converted.any():
+            self.pending_opens = (who[converted], product[converted])
         return pd.DataFrame(
             {
                 "contact_id": np.char.add(f"M{d + 1:04d}", _zfill(np.arange(1, m + 1).astype("U8"), 8)),
-                "campaign_id": np.array([c[0] for c in campaigns])[pick],
+                "campaign_id": np.array([c["campaign_id"] for c in camps])[pick],
                 "customer_id": _cid(who),
-                "channel": chan,
-                "offered_product_code": np.array([c[1] for c in campaigns])[pick],
+                "channel": np.array([c["channel"] for c in camps])[pick],
+                "offered_product_code": offered,
                 "contacted_at": _ts(day, _day_seconds(rng, m, 9 * 3600, 20 * 3600)),
-                "contact_cost": np.char.mod("%.2f", cost),
+                "contact_cost": np.array([c["contact_cost_hkd"] for c in camps])[pick],
                 "responded": np.where(responded, "true", "false"),
                 "converted": np.where(converted, "true", "false"),
             }
         )
 
     def _referrals(self, rng, d, day, alive, new_ids) -> pd.DataFrame:
+        """Referrals registered today: today's new customers who came by word of mouth
+        (opened_account, the same referrer as their core record), plus introductions
+        loyal customers made that are still pending or were declined."""
         a = self.arrays
-        who = np.flatnonzero(alive & (rng.random(self.n) < 0.0004 * a["loyalty"][: self.n] * 2))
-        m = len(who)
-        referred = np.full(m, -1)
-        if m and len(new_ids):
-            take = min(m, len(new_ids))
-            referred[:take] = new_ids[:take]
+        came = new_ids[a["referred_by"][new_ids] >= 0] if len(new_ids) else np.zeros(0, dtype=np.int64)
+        open_ = np.flatnonzero(alive & (rng.random(self.n) < 0.0003 * a["loyalty"][: self.n]))
+        referrer = np.concatenate([a["referred_by"][came], open_]).astype(np.int64)
+        referred = np.concatenate([came, np.full(len(open_), -1)]).astype(np.int64)
+        m = len(referrer)
         status = np.where(
             referred >= 0, "opened_account", np.where(rng.random(m) < 0.7, "pending", "declined")
         )
+        order = np.argsort(rng.random(m), kind="stable")
         return pd.DataFrame(
             {
                 "referral_id": np.char.add(f"R{d + 1:04d}", _zfill(np.arange(1, m + 1).astype("U6"), 6)),
-                "referrer_customer_id": _cid(who),
-                "referred_customer_id": np.where(referred >= 0, _cid(np.maximum(referred, 0)), ""),
+                "referrer_customer_id": _cid(referrer[order]),
+                "referred_customer_id": np.where(
+                    referred[order] >= 0, _cid(np.maximum(referred[order], 0)), ""
+                ),
                 "referred_at": _ts(day, _day_seconds(rng, m, 9 * 3600, 21 * 3600)),
-                "status": status,
+                "status": status[order],
             }
         )
 
@@ -943,7 +992,7 @@ class Bank:
         rate_hkd = np.array([self.fx[x] for x in CURRENCIES])[c["currency"][:na]]
         daily = np.abs(c["balance"][:na]) * rate_hkd * self._margin_rate[c["product"][:na]] / 365
         daily += self._fee[c["product"][:na]] / 30
-        np.add.at(self.margin[:, d // 30], c["owner"][:na][live], daily[live])
+        np.add.at(self.margin[:, self._month(d)], c["owner"][:na][live], daily[live])
 
     def truth_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         a = self.arrays
@@ -973,21 +1022,28 @@ class Bank:
                 "onboarding_date": np.datetime_as_string(a["onboard"][:n]),
             }
         )
-        months = (self.days - 1) // 30 + 1
         rows = []
-        for mth in range(months):
-            label = (self.start + dt.timedelta(days=30 * mth)).isoformat()[:7]
+        for mth in range(self.margin.shape[1]):
+            year, month = divmod(self.start.month - 1 + mth, 12)
+            first = dt.date(self.start.year + year, month + 1, 1)
+            # Customers who existed by the month's end (onboarded later: no row).
+            end = min(self.start + dt.timedelta(days=self.days - 1), _month_end(first))
+            there = np.flatnonzero(a["onboard"][:n] <= np.datetime64(end.isoformat()))
             rows.append(
                 pd.DataFrame(
                     {
-                        "customer_id": _cid(np.arange(n)),
-                        "month_index": mth,
-                        "month_start": label,
-                        "margin_hkd": np.round(self.margin[:n, mth], 2),
+                        "customer_id": _cid(there),
+                        "month": first.isoformat()[:7],
+                        "margin_hkd": np.round(self.margin[there, mth], 2),
                     }
                 )
             )
         return customers, pd.concat(rows, ignore_index=True)
+
+
+def _month_end(first: dt.date) -> dt.date:
+    nxt = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return nxt - dt.timedelta(days=1)
 
 
 def _cid(idx: np.ndarray) -> np.ndarray:

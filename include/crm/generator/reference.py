@@ -12,8 +12,8 @@ from crm.settings import REPO_ROOT
 SEEDS = REPO_ROOT / "dbt_project" / "seeds"
 
 
-def _rows(name: str) -> list[dict[str, str]]:
-    with open(SEEDS / name, newline="", encoding="utf-8") as fh:
+def _rows(seeds: Path, name: str) -> list[dict[str, str]]:
+    with open(seeds / name, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
 
 
@@ -22,6 +22,7 @@ class Reference:
     branches: list[dict[str, str]]
     products: list[dict[str, str]]
     channel_costs: list[dict[str, str]]
+    campaigns: list[dict[str, str]]
 
     @property
     def branch_ids(self) -> list[str]:
@@ -35,7 +36,8 @@ class Reference:
 @lru_cache(maxsize=1)
 def load_reference(seeds: Path = SEEDS) -> Reference:
     return Reference(
-        branches=_rows("ref_branches.csv"),
-        products=_rows("ref_products.csv"),
-        channel_costs=_rows("ref_channel_costs.csv"),
+        branches=_rows(seeds, "ref_branches.csv"),
+        products=_rows(seeds, "ref_products.csv"),
+        channel_costs=_rows(seeds, "ref_channel_costs.csv"),
+        campaigns=_rows(seeds, "ref_campaigns.csv"),
     )
