@@ -330,3 +330,14 @@ def test_manifests_account_for_missing_held_and_redelivered_files(faulted_bank):
     assert "redelivered" in statuses["_redelivered/" + by_kind["duplicate_delivery"]]
     days = len(list((faulted_bank / "landing" / "_manifests").glob("*.json")))
     assert sum(1 for s in statuses.values() if s & {"delivered", "missing", "held"}) == days * len(REG.feeds)
+
+
+def test_generate_refuses_to_wipe_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="holds no earlier sample bank"):
+        generate(customers=10, start=START, days=1, seed=1, out=tmp_path / "precious", truth=tmp_path / "t")
+    assert (tmp_path / "precious" / "notes.txt").exists()
+    # An earlier run's output is replaced.
+    generate(customers=10, start=START, days=1, seed=1, out=tmp_path / "o", truth=tmp_path / "t")
+    generate(customers=10, start=START, days=1, seed=1, out=tmp_path / "o", truth=tmp_path / "t")

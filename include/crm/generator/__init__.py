@@ -75,6 +75,15 @@ def generate(
     registry = load_registry()
     feeds = {f.name: f for f in registry.load_order()}
     out, truth = Path(out), Path(truth)
+    if customers < 1 or days < 1:
+        raise ValueError(f"customers ({customers}) and days ({days}) must be at least 1")
+    # A run replaces an earlier run's output, and only that: never a folder it did not write.
+    for folder, marker in ((out, MANIFESTS), (truth, "generation.json")):
+        if folder.exists() and any(folder.iterdir()) and not (folder / marker).exists():
+            raise FileExistsError(
+                f"{folder} is not empty and holds no earlier sample bank ({marker} missing); "
+                "choose an empty or new folder"
+            )
     for folder in (out, truth):
         if folder.exists():
             shutil.rmtree(folder)
