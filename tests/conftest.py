@@ -7,7 +7,9 @@ started in a temporary CRM_HOME on a free port, so tests never touch ``var/``.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,15 +27,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def crm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Short path: the PostgreSQL socket lives in the data directory (107-byte limit).
-    home = tmp_path_factory.mktemp("home")
+def crm_home() -> Iterator[Path]:
+    # Not pytest's tmp_path: pytest prunes old base temp folders when other sessions start,
+    # which would delete a live data directory. Short path: the socket lives in it (107 bytes).
+    home = Path(tempfile.mkdtemp(prefix="crm-test-"))
     os.environ["CRM_HOME"] = str(home)
     os.environ["CRM_PG_PORT"] = str(_free_port())
     os.environ["CRM_SENSOR_TIMEOUT_SECONDS"] = "0"
     os.environ.pop("WAREHOUSE_URL", None)
     get_settings.cache_clear()
-    return home
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
