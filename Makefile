@@ -48,9 +48,12 @@ bench: venv
 	$(BIN)/crm warehouse start
 	$(BIN)/python -m crm.bench
 
-# Re-resolve the exact pins after editing dependencies in pyproject.toml.
+# Re-resolve the exact pins after editing dependencies in pyproject.toml; the production
+# image's lock follows the same pins (a test fails when the two drift apart).
 lock: venv
 	$(BIN)/uv pip compile pyproject.toml --extra dev -p 3.11 --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml docker/requirements-image.in -c requirements.lock \
+		-p 3.11 --python-platform linux --generate-hashes -o docker/requirements-image.lock
 
 clean:
 	-test -x $(BIN)/crm && $(BIN)/crm warehouse stop
