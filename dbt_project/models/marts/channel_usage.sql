@@ -1,6 +1,18 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='month_start',
+        on_schema_change='fail',
+    )
+}}
 -- Channel use per customer and month: touchpoints by channel, digital adoption, branch waits.
+-- A daily run rebuilds only the months of the days it builds.
 with interactions as (
     select * from {{ ref('fct_interactions') }}
+    {% if is_incremental() %}
+        where local_date >= date_trunc('month', least{{ days_to_build() }})::date
+    {% endif %}
 ),
 
 final as (

@@ -4,6 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='business_date',
         on_schema_change='fail',
+        post_hook="create index if not exists {{ this.name }}_business_date_brin on {{ this }} using brin (business_date)",
     )
 }}
 with transactions as (
