@@ -9,8 +9,14 @@ connection `crm_transformer`).
 
 The business day is the run's logical date; asset-triggered runs (no logical date) build
 the last loaded day. Incremental facts rebuild that day plus days flagged as late in
-`audit.reprocess_requests`. `max_active_runs=1`: two runs never interleave on the same
-incremental tables.
+`audit.reprocess_requests`: `note_reprocess_requests` records the last request before the
+first node, `mark_reprocessed` marks those (and only those: every node saw them) done once
+every node has built.
+`max_active_runs=1`: two runs never interleave on the same incremental tables.
+
+The manifest comes from `dbt parse` (`crm.transform.ensure_manifest()`; `crm run`, the
+tests and the production `airflow-init` call it). Without it the file fails to import
+with an error that says so, rather than rendering an empty DAG that would "succeed".
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from airflow.sdk import Asset, dag
+from airflow.sdk import Asset, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+from cosmos.operators.local import DbtRunOperationLocalOperator
 from cosmos.profiles import PostgresUserPasswordProfileMapping
 
 from crm.dag_defaults import default_args
@@ -29,6 +36,19 @@ from crm.feeds import load_registry
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 MANIFEST = DBT_PROJECT / "target" / "manifest.json"
 RUN_DATE = "{{ logical_date.in_timezone('Asia/Shanghai').strftime('%Y-%m-%d') if logical_date else '' }}"
+if not MANIFEST.exists():
+    raise FileNotFoundError(
+        f"{MANIFEST} is missing: crm_transform is rendered from the dbt manifest. Run "
+        "`python -c 'from crm.transform import ensure_manifest; ensure_manifest()'` "
+        "(or `crm run`, which does it) and the DAG will load on the next parse."
+    )
+PROFILE = ProfileConfig(
+    profile_name="crm",
+    target_name="warehouse",
+    profile_mapping=PostgresUserPasswordProfileMapping(
+        conn_id="crm_transformer", profile_args={"schema": "staging"}
+    ),
+)
 
 DEFAULT_ARGS = default_args(
     retries=2,
@@ -49,18 +69,19 @@ DEFAULT_ARGS = default_args(
     tags=["crm", "transformation", "dbt"],
 )
 def crm_transform() -> None:
-    DbtTaskGroup(
+    @task
+    def note_reprocess_requests() -> int:
+        from crm.transform import last_reprocess_request
+
+        return last_reprocess_request()
+
+    noted = note_reprocess_requests()
+    dbt = DbtTaskGroup(
         group_id="dbt",
         project_config=ProjectConfig(
             manifest_path=MANIFEST, dbt_project_path=DBT_PROJECT, project_name="crm"
         ),
-        profile_config=ProfileConfig(
-            profile_name="crm",
-            target_name="warehouse",
-            profile_mapping=PostgresUserPasswordProfileMapping(
-                conn_id="crm_transformer", profile_args={"schema": "staging"}
-            ),
-        ),
+        profile_config=PROFILE,
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER
         ),
@@ -75,6 +96,17 @@ def crm_transform() -> None:
         # run is `crm dbt build` without --date.
         operator_args={"vars": {"run_date": RUN_DATE, "test_window_start": RUN_DATE}, "install_deps": False},
     )
+    mark_reprocessed = DbtRunOperationLocalOperator(
+        task_id="mark_reprocessed",
+        macro_name="mark_reprocessed_requests",
+        args={"up_to_request_id": "{{ ti.xcom_pull(task_ids='note_reprocess_requests') }}"},
+        vars={"run_date": RUN_DATE},
+        project_dir=DBT_PROJECT,
+        profile_config=PROFILE,
+        invocation_mode=InvocationMode.DBT_RUNNER,
+        install_deps=False,
+    )
+    noted >> dbt >> mark_reprocessed
 
 
 crm_transform()

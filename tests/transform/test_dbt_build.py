@@ -132,13 +132,7 @@ def test_next_day_touches_only_that_day(built, db):
 
 def test_late_partition_is_reprocessed_then_marked(built, db):
     late_day = START + dt.timedelta(days=2)
-    with psycopg.connect(role_url("crm_loader")) as conn:
-        feed = REG.feed("core_transactions")
-        db.execute(
-            "delete from audit.load_log where feed = 'core_transactions' and business_date = %s", (late_day,)
-        )
-        result = load_file(conn, feed, late_day, built / feed.name / late_day.isoformat() / feed.file)
-    assert result.late
+    redeliver_late(built, db, "core_transactions", late_day)
     before = db.execute(
         "select count(*) from marts.fct_transactions where business_date = %s", (late_day,)
     ).fetchone()[0]
@@ -154,15 +148,40 @@ def test_late_partition_is_reprocessed_then_marked(built, db):
     assert pending == 0
 
 
-def test_crm_transform_dag_builds_a_fresh_warehouse_under_airflow(loaded, db):
-    """The cosmos-rendered DAG itself (one task per dbt node) on a warehouse dbt never built."""
+def redeliver_late(landing, db, feed_name: str, day: dt.date) -> None:
+    """Load a day's partition again after later days: the loader raises a reprocess request."""
+    feed = REG.feed(feed_name)
+    db.execute("delete from audit.load_log where feed = %s and business_date = %s", (feed_name, day))
+    with psycopg.connect(role_url("crm_loader")) as conn:
+        result = load_file(conn, feed, day, landing / feed.name / day.isoformat() / feed.file)
+    assert result.late
+
+
+def test_crm_transform_dag_builds_the_new_day_and_the_late_one_under_airflow(built, db):
+    """The cosmos-rendered DAG (one dbt invocation per node, then mark_reprocessed): a late
+    partition is rebuilt by every model before its request is marked processed."""
     from crm.orchestrate import run_dag
 
-    last = START + dt.timedelta(days=DAYS - 2)
+    last = START + dt.timedelta(days=DAYS - 1)
+    late_day = START + dt.timedelta(days=2)
+    load_days(built, range(DAYS - 1, DAYS))
+    redeliver_late(built, db, "core_transactions", late_day)
+    before = db.execute(
+        "select count(*) from marts.fct_transactions where business_date = %s", (late_day,)
+    ).fetchone()[0]
+    db.execute("delete from marts.fct_transactions where business_date = %s", (late_day,))
+
     outcome = run_dag("crm_transform", last)
+
     assert outcome.ok, "see logs/ in the test CRM_HOME for the Airflow log"
-    snapshots = {r[0] for r in db.execute("select distinct snapshot_date from marts.customer_segments")}
-    assert snapshots == {last}
+    after = db.execute(
+        "select count(*) from marts.fct_transactions where business_date = %s", (late_day,)
+    ).fetchone()[0]
+    assert after == before > 0, "fct_transactions (built after the seeds and staging) rebuilt the late day"
+    pending = db.execute(
+        "select count(*) from audit.reprocess_requests where processed_at is null"
+    ).fetchone()[0]
+    assert pending == 0, "mark_reprocessed ran after the last node"
     worklist = db.execute(
         "select count(*) from marts.rm_worklist where snapshot_date = %s", (last,)
     ).fetchone()[0]

@@ -1,6 +1,6 @@
 -- Products a customer lacks that similar customers (same LV quadrant and TRB tier) hold,
 -- with the adoption rate among peers and the margin a holder of that product earns.
-{% set min_adoption = 0.3 %}
+{% set min_adoption = var('cross_sell_min_peer_adoption') %}
 with segments as (
     select * from {{ ref('customer_segments') }}
     where snapshot_date = {{ run_date() }} and lv_quadrant is not null
@@ -23,17 +23,36 @@ product_margin as (
     group by product_family
 ),
 
-peer_adoption as (
+peer_groups as (
+    select
+        lv_quadrant,
+        trb_tier,
+        count(*) as peers
+    from segments
+    group by 1, 2
+),
+
+peer_holders as (
     select
         segments.lv_quadrant,
         segments.trb_tier,
         holdings.product_family,
-        count(distinct holdings.customer_id)::numeric
-        / max(count(distinct segments.customer_id)) over (partition by segments.lv_quadrant, segments.trb_tier)
-            as adoption_rate
+        count(distinct holdings.customer_id) as holders
     from segments
     inner join holdings on segments.customer_id = holdings.customer_id
     group by 1, 2, 3
+),
+
+-- Share of the peer group (same LV quadrant and TRB tier) holding each product family.
+peer_adoption as (
+    select
+        peer_holders.lv_quadrant,
+        peer_holders.trb_tier,
+        peer_holders.product_family,
+        peer_holders.holders::numeric / peer_groups.peers as adoption_rate
+    from peer_holders
+    inner join peer_groups
+        on peer_holders.lv_quadrant = peer_groups.lv_quadrant and peer_holders.trb_tier = peer_groups.trb_tier
 ),
 
 candidates as (

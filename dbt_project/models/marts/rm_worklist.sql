@@ -1,6 +1,8 @@
 -- Each relationship manager's customers ranked by value at risk (value x churn probability),
 -- with the reasons and a suggested next action. Before the churn model scores a customer,
--- the probability is the portfolio base rate scaled by visible warning signs.
+-- the probability is the portfolio base rate scaled by visible warning signs
+-- (thresholds and weights: the worklist_* vars).
+{% set weights = var('worklist_risk_weights') %}
 with customer_360 as (
     select * from {{ ref('customer_360') }}
     where snapshot_date = {{ run_date() }}
@@ -27,12 +29,14 @@ signals as (
         segments.trb_tier,
         segments.value_score,
         customer_360.trb_hkd,
-        customer_360.trb_hkd_30d_ago is not null
-        and customer_360.trb_hkd < 0.7 * customer_360.trb_hkd_30d_ago as falling_balance,
-        coalesce(customer_360.recency_days, 999) > 30 as low_activity,
+        coalesce(
+            customer_360.trb_hkd < {{ var('worklist_falling_balance_ratio') }} * customer_360.trb_hkd_30d_ago, false
+        ) as falling_balance,
+        coalesce(customer_360.recency_days, 999999) > {{ var('worklist_low_activity_days') }} as low_activity,
         customer_360.open_complaints > 0 as open_complaint,
-        coalesce(customer_360.avg_satisfaction, 5) <= 3 as low_satisfaction,
-        customer_360.outflow_to_competitors_hkd > 0.2 * greatest(customer_360.trb_hkd, 1) as outflow_to_competitor,
+        coalesce(customer_360.avg_satisfaction, 5) <= {{ var('worklist_low_satisfaction_max') }} as low_satisfaction,
+        customer_360.outflow_to_competitors_hkd
+        > {{ var('worklist_outflow_share_of_trb') }} * greatest(customer_360.trb_hkd, 1) as outflow_to_competitor,
         customer_360.churn_probability
     from customer_360
     inner join segments on customer_360.customer_id = segments.customer_id
@@ -45,11 +49,15 @@ scored as (
         coalesce(
             churn_probability,
             least(
-                0.95,
+                {{ var('worklist_max_churn_probability') }},
                 {{ var('default_churn_probability') }}
                 * (
-                    1 + 2 * falling_balance::integer + 1.5 * outflow_to_competitor::integer
-                    + 1 * low_activity::integer + 1 * open_complaint::integer + 0.5 * low_satisfaction::integer
+                    1
+                    + {{ weights['falling_balance'] }} * falling_balance::integer
+                    + {{ weights['outflow_to_competitor'] }} * outflow_to_competitor::integer
+                    + {{ weights['low_activity'] }} * low_activity::integer
+                    + {{ weights['open_complaint'] }} * open_complaint::integer
+                    + {{ weights['low_satisfaction'] }} * low_satisfaction::integer
                 )
             )
         ) as churn_risk,
@@ -72,13 +80,13 @@ final as (
         round(scored.churn_risk, 4) as churn_risk,
         scored.risk_from_model,
         round(greatest(scored.value_score, 0) * scored.churn_risk, 2) as value_at_risk_hkd,
-        array_to_string(array_remove(array[
+        nullif(array_to_string(array_remove(array[
             case when scored.falling_balance then 'FALLING_BALANCE' end,
             case when scored.outflow_to_competitor then 'OUTFLOW_TO_COMPETITOR' end,
             case when scored.low_activity then 'LOW_ACTIVITY' end,
             case when scored.open_complaint then 'OPEN_COMPLAINT' end,
             case when scored.low_satisfaction then 'LOW_SATISFACTION' end
-        ], null), ',') as reason_codes,
+        ], null), ','), '') as reason_codes,
         case
             when scored.open_complaint then 'resolve the open complaint personally'
             when scored.outflow_to_competitor or scored.falling_balance then 'retention call: review rates and needs'

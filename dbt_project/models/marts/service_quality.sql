@@ -1,20 +1,7 @@
 -- CE11 satisfaction per branch and month (and bank-wide, branch_id 'ALL'): means, top-box
 -- shares, engagement classes, complaint handling, against the published benchmarks.
 with surveys as (
-    select
-        *,
-        case
-            when overall_satisfaction = 5 and likely_to_continue = 5 and likely_to_recommend = 5
-                then 'fully_engaged'
-            when least(overall_satisfaction, likely_to_continue, likely_to_recommend) <= 2
-                then 'actively_disengaged'
-            when least(overall_satisfaction, likely_to_continue, likely_to_recommend) >= 4
-                then 'engaged'
-            else 'not_engaged'
-        end as engagement_class,
-        -- Surveys after digital or phone contact have no branch: reported as 'REMOTE'.
-        coalesce(branch_id, 'REMOTE') as survey_branch_id
-    from {{ ref('stg_surveys__responses') }}
+    select * from {{ ref('int_survey_responses_classified') }}
 ),
 
 complaints as (

@@ -84,6 +84,16 @@ def ensure_manifest(settings: Settings | None = None) -> Path:
     return path
 
 
+def last_reprocess_request(settings: Settings | None = None, base_url: str | None = None) -> int:
+    """Id of the newest reprocess request (0 if none): a run marks only requests up to it."""
+    import psycopg
+
+    from crm.warehouse import role_url
+
+    with psycopg.connect(role_url("crm_transformer", settings, base_url=base_url)) as conn:
+        return conn.execute("select coalesce(max(request_id), 0) from audit.reprocess_requests").fetchone()[0]
+
+
 def _first_day_to_build(day: dt.date, settings: Settings | None, base_url: str | None) -> dt.date:
     import psycopg
 
