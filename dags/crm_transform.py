@@ -32,6 +32,7 @@ from cosmos.profiles import PostgresUserPasswordProfileMapping
 
 from crm.dag_defaults import default_args
 from crm.feeds import load_registry
+from crm.settings import get_settings
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 MANIFEST = DBT_PROJECT / "target" / "manifest.json"
@@ -94,7 +95,14 @@ def crm_transform() -> None:
         ),
         # Daily runs test the day they build (dbt var test_window_start); a full-history test
         # run is `crm dbt build` without --date.
-        operator_args={"vars": {"run_date": RUN_DATE, "test_window_start": RUN_DATE}, "install_deps": False},
+        operator_args={
+            "vars": {
+                "run_date": RUN_DATE,
+                "test_window_start": RUN_DATE,
+                "reporting_currency": get_settings().reporting_currency,
+            },
+            "install_deps": False,
+        },
     )
     mark_reprocessed = DbtRunOperationLocalOperator(
         task_id="mark_reprocessed",

@@ -10,7 +10,7 @@ import pytest
 from crm.feeds import load_registry
 from crm.generator import generate
 from crm.ingest import load_file
-from crm.transform import build
+from crm.transform import build, generate_docs
 from crm.warehouse import role_url
 
 pytestmark = pytest.mark.xdist_group("dbt")  # one dbt at a time on the shared target folder
@@ -108,6 +108,25 @@ def test_bi_reader_reads_every_mart_and_sees_no_clear_text_pii(built, db):
             bi.execute("select * from staging.stg_core__customers limit 1")
 
 
+def test_docs_describe_every_mart_without_compiled_sql(built, warehouse):
+    import json
+
+    target = generate_docs(base_url=warehouse)
+    catalog = json.loads((target / "catalog.json").read_text())
+    manifest = json.loads((target / "manifest.json").read_text())
+    marts = {n["metadata"]["name"] for n in catalog["nodes"].values() if n["metadata"]["schema"] == "marts"}
+    assert {"customer_360", "customer_segments", "rm_worklist", "dim_customer"} <= marts
+    for node in manifest["nodes"].values():
+        if node["resource_type"] == "model" and node["config"]["schema"] == "marts":
+            assert node["description"], f"{node['name']} has no description"
+            assert all(c["description"] for c in node["columns"].values()), (
+                f"{node['name']}: undescribed column"
+            )
+            assert not node.get("compiled_code"), (
+                f"{node['name']}: compiled SQL (with the PII salt) in the docs"
+            )
+
+
 def test_next_day_touches_only_that_day(built, db):
     before = db.execute(
         "select business_date, count(*), sum(balance_hkd) from marts.fct_daily_balances group by 1 order by 1"
@@ -128,6 +147,11 @@ def test_next_day_touches_only_that_day(built, db):
     assert after == before, "earlier days must not change"
     snapshots = [r[0] for r in db.execute("select distinct snapshot_date from marts.customer_360 order by 1")]
     assert snapshots == [last - dt.timedelta(days=1), last]
+    # SCD2 versions start on the business day built, not on the wall-clock time of the build.
+    valid_from = {
+        r[0] for r in db.execute("select distinct dbt_valid_from::date from snapshots.customers_snapshot")
+    }
+    assert valid_from == {last - dt.timedelta(days=1), last} or valid_from == {last - dt.timedelta(days=1)}
 
 
 def test_late_partition_is_reprocessed_then_marked(built, db):
@@ -190,3 +214,24 @@ def test_crm_transform_dag_builds_the_new_day_and_the_late_one_under_airflow(bui
         "select count(*) from marts.customer_360 where snapshot_date = %s", (last,)
     ).fetchone()[0]
     assert customers > 300
+    assert_no_pii_salt_in_airflow()
+
+
+def assert_no_pii_salt_in_airflow() -> None:
+    """cosmos stores each node's compiled SQL as a rendered template field (Airflow UI and
+    metadata DB); dim_customer's carries the PII salt, so that node must not store it."""
+    import sqlite3
+
+    from crm.settings import get_settings
+
+    settings = get_settings()
+    salt = settings.role_password("crm_pii_salt")
+    with sqlite3.connect(settings.home / "airflow" / "airflow.db") as airflow_db:
+        fields = dict(
+            airflow_db.execute(
+                "select task_id, rendered_fields from rendered_task_instance_fields"
+            ).fetchall()
+        )
+    assert "customer_360" in fields.get("dbt.customer_360_model_build", ""), "compiled SQL is stored at all"
+    leaks = [task for task, rendered in fields.items() if salt in (rendered or "")]
+    assert not leaks, f"the PII salt is in Airflow's rendered fields of {leaks}"

@@ -33,7 +33,10 @@ final as (
         segments.lifecycle_stage,
         segments.trb_tier,
         segments.lv_quadrant,
-        segments.abc_tier
+        segments.abc_tier,
+        -- The business day these attributes describe: the snapshot's dbt_valid_from, so the
+        -- history follows business days even when days are built long after (backfills).
+        {{ run_date() }}::timestamp as as_of_business_date
     from customers
     left join segments on customers.customer_id = segments.customer_id
 )

@@ -7,7 +7,7 @@ with rates as (
         currency,
         rate_to_reporting
     from {{ ref('stg_treasury__fx_rates') }}
-    where reporting_currency = '{{ var("reporting_currency") }}'
+    where reporting_currency = upper('{{ var("reporting_currency") }}')
 ),
 
 spine as (

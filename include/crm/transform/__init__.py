@@ -15,8 +15,14 @@ from crm.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 
-def dbt_env(settings: Settings | None = None, base_url: str | None = None) -> dict[str, str]:
-    """Environment for dbt's profile (profiles.yml reads only these variables)."""
+def dbt_env(
+    settings: Settings | None = None, base_url: str | None = None, *, database: str | None = None
+) -> dict[str, str]:
+    """Environment for dbt's profile (profiles.yml reads only these variables).
+
+    The connection is ``role_url("crm_transformer")`` on the warehouse (or on ``base_url``);
+    ``database`` points dbt at another database of the same server (tests use their own).
+    """
     from crm.warehouse import role_url
 
     settings = settings or get_settings()
@@ -27,7 +33,7 @@ def dbt_env(settings: Settings | None = None, base_url: str | None = None) -> di
         "CRM_DBT_PORT": str(url.port or 5432),
         "CRM_DBT_USER": unquote(url.username or ""),
         "CRM_DBT_PASSWORD": unquote(url.password or ""),
-        "CRM_DBT_DBNAME": url.path.lstrip("/"),
+        "CRM_DBT_DBNAME": database or url.path.lstrip("/"),
         "DBT_PROFILES_DIR": str(project),
         "DBT_PROJECT_DIR": str(project),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
@@ -94,6 +100,24 @@ def last_reprocess_request(settings: Settings | None = None, base_url: str | Non
         return conn.execute("select coalesce(max(request_id), 0) from audit.reprocess_requests").fetchone()[0]
 
 
+def docs_target(settings: Settings | None = None) -> Path:
+    return (settings or get_settings()).dbt_project_dir / "target" / "docs"
+
+
+def generate_docs(settings: Settings | None = None, base_url: str | None = None) -> Path:
+    """``dbt docs generate`` into a target folder of its own; returns that folder.
+
+    ``--no-compile``: the site shows each model's SQL as written, never compiled SQL, which
+    carries the PII salt (dim_customer) in clear text.
+    """
+    target = docs_target(settings)
+    # parse writes the (uncompiled) manifest.json the site reads; docs generate --no-compile
+    # adds the catalog (columns and types from the warehouse) but writes no manifest.
+    run_dbt(["parse", "--target-path", str(target)], settings, base_url)
+    run_dbt(["docs", "generate", "--no-compile", "--target-path", str(target)], settings, base_url)
+    return target
+
+
 def _first_day_to_build(day: dt.date, settings: Settings | None, base_url: str | None) -> dt.date:
     import psycopg
 
@@ -116,13 +140,16 @@ def build(
     base_url: str | None = None,
 ):
     """``dbt build`` (seeds, snapshots, models, tests) for business day ``day``."""
+    settings = settings or get_settings()
     args = ["build"]
+    # The reporting currency is a setting (CRM_REPORTING_CURRENCY); dbt's var default is HKD.
+    variables = {"reporting_currency": settings.reporting_currency}
     if day is not None:
-        variables = {"run_date": day.isoformat()}
+        variables["run_date"] = day.isoformat()
         if not full_refresh:
             # A daily run tests what it built: the day and any late days it reprocesses.
             variables["test_window_start"] = _first_day_to_build(day, settings, base_url).isoformat()
-        args += ["--vars", json.dumps(variables)]
+    args += ["--vars", json.dumps(variables)]
     if full_refresh:
         args.append("--full-refresh")
     if select:

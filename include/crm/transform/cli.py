@@ -30,16 +30,12 @@ def build(
 @app.command()
 def docs(port: Annotated[int, typer.Option(help="Port of the docs site.")] = 8081) -> None:
     """Generate the dbt docs (every model and column described) and serve them on localhost."""
-    from crm.settings import get_settings
-    from crm.transform import run_dbt
+    from crm.transform import generate_docs, run_dbt
     from crm.warehouse import ensure_ready
 
     ensure_ready()
-    # --no-compile and a target folder of its own: the site shows each model's SQL as written,
-    # never compiled SQL, which carries the PII salt (dim_customer) in clear text.
-    target = str(get_settings().dbt_project_dir / "target" / "docs")
-    run_dbt(["docs", "generate", "--no-compile", "--target-path", target])
-    run_dbt(["docs", "serve", "--port", str(port), "--no-browser", "--target-path", target])
+    target = generate_docs()
+    run_dbt(["docs", "serve", "--port", str(port), "--no-browser", "--target-path", str(target)])
 
 
 @app.command()
