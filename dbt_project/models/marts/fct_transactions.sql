@@ -20,12 +20,14 @@ accounts as (
     from {{ ref('stg_core__accounts') }}
 ),
 
+-- The business day's fixing in the reporting currency (carried forward over a missing
+-- file). No silent 1:1 fallback: a missing rate leaves amount_hkd null and fails its test.
 fx as (
     select
         rate_date,
         currency,
         rate_to_reporting
-    from {{ ref('stg_treasury__fx_rates') }}
+    from {{ ref('int_fx_rates_daily') }}
 ),
 
 final as (
@@ -42,9 +44,9 @@ final as (
         transactions.direction,
         transactions.currency,
         transactions.amount,
-        round(transactions.amount * coalesce(fx.rate_to_reporting, 1), 2) as amount_hkd,
-        round(transactions.signed_amount * coalesce(fx.rate_to_reporting, 1), 2) as signed_amount_hkd,
-        round(transactions.fee * coalesce(fx.rate_to_reporting, 1), 2) as fee_hkd,
+        round(transactions.amount * fx.rate_to_reporting, 2) as amount_hkd,
+        round(transactions.signed_amount * fx.rate_to_reporting, 2) as signed_amount_hkd,
+        round(transactions.fee * fx.rate_to_reporting, 2) as fee_hkd,
         transactions.mcc,
         transactions.counterparty_bank,
         -- Money leaving for another bank: the silent-attrition signal.
@@ -53,7 +55,7 @@ final as (
     from transactions
     left join accounts on transactions.account_id = accounts.account_id
     left join fx
-        on transactions.value_date = fx.rate_date and transactions.currency = fx.currency
+        on transactions.business_date = fx.rate_date and transactions.currency = fx.currency
 )
 
 select * from final
