@@ -11,7 +11,7 @@ The business day is the run's logical date; asset-triggered runs (no logical dat
 the last loaded day. Incremental facts rebuild that day plus days flagged as late in
 `audit.reprocess_requests`: `note_reprocess_requests` records the last request before the
 first node, `mark_reprocessed` marks those (and only those: every node saw them) done once
-every node has built.
+every node has built. dbt tests run on the days built (the run date and those late days).
 `max_active_runs=1`: two runs never interleave on the same incremental tables.
 
 The manifest comes from `dbt parse` (`crm.transform.ensure_manifest()`; `crm run`, the
@@ -36,7 +36,12 @@ from crm.settings import get_settings
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 MANIFEST = DBT_PROJECT / "target" / "manifest.json"
-RUN_DATE = "{{ logical_date.in_timezone('Asia/Shanghai').strftime('%Y-%m-%d') if logical_date else '' }}"
+_RUN_DATE = "(logical_date.in_timezone('Asia/Shanghai').strftime('%Y-%m-%d') if logical_date else '')"
+_NOTED = "ti.xcom_pull(task_ids='note_reprocess_requests')"
+RUN_DATE = "{{ " + _RUN_DATE + " }}"
+# Tests cover the days built: the run date and the late days it rebuilds (all history if the
+# run has no date: asset-triggered runs build the last loaded day).
+TEST_WINDOW_START = "{{ [" + _NOTED + "['first_pending_day'] or '9999-12-31', " + _RUN_DATE + "] | min }}"
 if not MANIFEST.exists():
     raise FileNotFoundError(
         f"{MANIFEST} is missing: crm_transform is rendered from the dbt manifest. Run "
@@ -71,10 +76,10 @@ DEFAULT_ARGS = default_args(
 )
 def crm_transform() -> None:
     @task
-    def note_reprocess_requests() -> int:
-        from crm.transform import last_reprocess_request
+    def note_reprocess_requests() -> dict:
+        from crm.transform import reprocess_state
 
-        return last_reprocess_request()
+        return reprocess_state()
 
     noted = note_reprocess_requests()
     dbt = DbtTaskGroup(
@@ -98,7 +103,7 @@ def crm_transform() -> None:
         operator_args={
             "vars": {
                 "run_date": RUN_DATE,
-                "test_window_start": RUN_DATE,
+                "test_window_start": TEST_WINDOW_START,
                 "reporting_currency": get_settings().reporting_currency,
             },
             "install_deps": False,
@@ -107,7 +112,7 @@ def crm_transform() -> None:
     mark_reprocessed = DbtRunOperationLocalOperator(
         task_id="mark_reprocessed",
         macro_name="mark_reprocessed_requests",
-        args={"up_to_request_id": "{{ ti.xcom_pull(task_ids='note_reprocess_requests') }}"},
+        args={"up_to_request_id": "{{ " + _NOTED + "['last_request_id'] }}"},
         vars={"run_date": RUN_DATE},
         project_dir=DBT_PROJECT,
         profile_config=PROFILE,

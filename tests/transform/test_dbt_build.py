@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import psycopg
 import pytest
@@ -109,8 +110,6 @@ def test_bi_reader_reads_every_mart_and_sees_no_clear_text_pii(built, db):
 
 
 def test_docs_describe_every_mart_without_compiled_sql(built, warehouse):
-    import json
-
     target = generate_docs(base_url=warehouse)
     catalog = json.loads((target / "catalog.json").read_text())
     manifest = json.loads((target / "manifest.json").read_text())
@@ -215,23 +214,30 @@ def test_crm_transform_dag_builds_the_new_day_and_the_late_one_under_airflow(bui
     ).fetchone()[0]
     assert customers > 300
     assert_no_pii_salt_in_airflow()
+    build_vars = json.loads(airflow_rendered_fields()["dbt.fct_transactions_model_build"])["vars"]
+    assert build_vars["test_window_start"] == late_day.isoformat(), "tests cover the late day rebuilt too"
+
+
+def airflow_rendered_fields() -> dict[str, str]:
+    """Rendered template fields of the last DAG run's tasks (JSON text), by task id."""
+    import sqlite3
+
+    from crm.settings import get_settings
+
+    with sqlite3.connect(get_settings().home / "airflow" / "airflow.db") as airflow_db:
+        rows = airflow_db.execute(
+            "select task_id, rendered_fields from rendered_task_instance_fields"
+        ).fetchall()
+    return {task: fields or "" for task, fields in rows}
 
 
 def assert_no_pii_salt_in_airflow() -> None:
     """cosmos stores each node's compiled SQL as a rendered template field (Airflow UI and
     metadata DB); dim_customer's carries the PII salt, so that node must not store it."""
-    import sqlite3
-
     from crm.settings import get_settings
 
-    settings = get_settings()
-    salt = settings.role_password("crm_pii_salt")
-    with sqlite3.connect(settings.home / "airflow" / "airflow.db") as airflow_db:
-        fields = dict(
-            airflow_db.execute(
-                "select task_id, rendered_fields from rendered_task_instance_fields"
-            ).fetchall()
-        )
+    salt = get_settings().role_password("crm_pii_salt")
+    fields = airflow_rendered_fields()
     assert "customer_360" in fields.get("dbt.customer_360_model_build", ""), "compiled SQL is stored at all"
-    leaks = [task for task, rendered in fields.items() if salt in (rendered or "")]
+    leaks = [task for task, rendered in fields.items() if salt in rendered]
     assert not leaks, f"the PII salt is in Airflow's rendered fields of {leaks}"

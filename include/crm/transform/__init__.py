@@ -90,14 +90,22 @@ def ensure_manifest(settings: Settings | None = None) -> Path:
     return path
 
 
-def last_reprocess_request(settings: Settings | None = None, base_url: str | None = None) -> int:
-    """Id of the newest reprocess request (0 if none): a run marks only requests up to it."""
+def reprocess_state(settings: Settings | None = None, base_url: str | None = None) -> dict:
+    """The newest reprocess request id (0 if none) and the earliest day still to reprocess.
+
+    A run marks only requests up to that id processed (every node saw them) and tests from
+    that day on (the late days it rebuilds, not only the run date).
+    """
     import psycopg
 
     from crm.warehouse import role_url
 
     with psycopg.connect(role_url("crm_transformer", settings, base_url=base_url)) as conn:
-        return conn.execute("select coalesce(max(request_id), 0) from audit.reprocess_requests").fetchone()[0]
+        last_id, first_day = conn.execute(
+            "select coalesce(max(request_id), 0), min(business_date) filter (where processed_at is null)"
+            " from audit.reprocess_requests"
+        ).fetchone()
+    return {"last_request_id": last_id, "first_pending_day": first_day.isoformat() if first_day else None}
 
 
 def docs_target(settings: Settings | None = None) -> Path:
