@@ -109,6 +109,48 @@ def test_bi_reader_reads_every_mart_and_sees_no_clear_text_pii(built, db):
             bi.execute("select * from staging.stg_core__customers limit 1")
 
 
+def test_ml_scores_replace_the_proxies_only_from_their_as_of_date(built, db):
+    day = START + dt.timedelta(days=DAYS - 2)
+    scored, future = db.execute(
+        "select customer_id from marts.customer_segments where snapshot_date = %s and lv_quadrant is not null"
+        " order by customer_id limit 2",
+        (day,),
+    ).fetchall()
+    rows = [(scored[0], day, 0.9, 5_000_000), (future[0], day + dt.timedelta(days=1), 0.9, 5_000_000)]
+    for customer, as_of, churn, clv in rows:
+        db.execute(
+            "insert into ml.churn_scores (customer_id, as_of_date, churn_probability, model_version, scored_at)"
+            " values (%s, %s, %s, 'test', now())",
+            (customer, as_of, churn),
+        )
+        db.execute(
+            "insert into ml.clv_scores (customer_id, as_of_date, clv_hkd, model_version, scored_at)"
+            " values (%s, %s, %s, 'test', now())",
+            (customer, as_of, clv),
+        )
+
+    build(day)
+
+    segments = {
+        row[0]: row[1:]
+        for row in db.execute(
+            "select customer_id, value_from_clv, value_score::float, abc_tier from marts.customer_segments"
+            " where snapshot_date = %s and customer_id in (%s, %s)",
+            (day, scored[0], future[0]),
+        )
+    }
+    assert segments[scored[0]] == (True, 5_000_000.0, "high_end")
+    assert segments[future[0]][0] is False, "a score as of a later day is not known yet on this snapshot"
+    churn = dict(
+        db.execute(
+            "select customer_id, churn_probability::float from marts.customer_360 where snapshot_date = %s"
+            " and customer_id in (%s, %s)",
+            (day, scored[0], future[0]),
+        ).fetchall()
+    )
+    assert churn == {scored[0]: 0.9, future[0]: None}
+
+
 def test_docs_describe_every_mart_without_compiled_sql(built, warehouse):
     target = generate_docs(base_url=warehouse)
     catalog = json.loads((target / "catalog.json").read_text())

@@ -122,18 +122,18 @@ churn_scores as (
         customer_id,
         churn_probability,
         model_version
-    from {{ source('ml', 'churn_scores') }}
+    from {{ ref('stg_ml__churn_scores') }}
     where as_of_date <= (select snapshot_date from params)
-    order by customer_id asc, as_of_date desc, scored_at desc
+    order by customer_id asc, as_of_date desc
 ),
 
 clv_scores as (
     select distinct on (customer_id)
         customer_id,
         clv_hkd
-    from {{ source('ml', 'clv_scores') }}
+    from {{ ref('stg_ml__clv_scores') }}
     where as_of_date <= (select snapshot_date from params)
-    order by customer_id asc, as_of_date desc, scored_at desc
+    order by customer_id asc, as_of_date desc
 ),
 
 joined as (
