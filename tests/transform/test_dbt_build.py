@@ -8,25 +8,13 @@ import json
 import psycopg
 import pytest
 
-from crm.feeds import load_registry
-from crm.generator import generate
 from crm.ingest import load_file
 from crm.transform import build, generate_docs
 from crm.warehouse import role_url
 
+from .bank import DAYS, REG, START, load_days
+
 pytestmark = pytest.mark.xdist_group("dbt")  # one dbt at a time on the shared target folder
-
-START = dt.date(2026, 1, 1)
-DAYS = 8
-REG = load_registry()
-
-
-def load_days(landing, days: range) -> None:
-    with psycopg.connect(role_url("crm_loader")) as conn:
-        for d in days:
-            day = START + dt.timedelta(days=d)
-            for feed in REG.load_order():
-                load_file(conn, feed, day, landing / feed.name / day.isoformat() / feed.file)
 
 
 def rows_affected(result, model: str) -> int:
@@ -34,21 +22,6 @@ def rows_affected(result, model: str) -> int:
         if node.node.name == model:
             return int(node.adapter_response.get("rows_affected", 0))
     raise KeyError(model)
-
-
-@pytest.fixture
-def loaded(tmp_path, warehouse, db):
-    generate(
-        customers=400, start=START, days=DAYS, seed=3, out=tmp_path / "landing", truth=tmp_path / "truth"
-    )
-    load_days(tmp_path / "landing", range(DAYS - 1))
-    return tmp_path / "landing"
-
-
-@pytest.fixture
-def built(loaded, warehouse):
-    build(START + dt.timedelta(days=DAYS - 2), full_refresh=True, base_url=warehouse)
-    return loaded
 
 
 def test_build_passes_and_segments_follow_the_rules(built, db):
