@@ -7,11 +7,11 @@ Each dbt node (seed, snapshot, model with its tests) is an Airflow task rendered
 failures are visible per model. dbt runs as the `crm_transformer` role (Airflow
 connection `crm_transformer`).
 
-The business day is the run's logical date; asset-triggered runs (no logical date) build
-the last loaded day. Incremental facts rebuild that day plus days flagged as late in
-`audit.reprocess_requests`: `note_reprocess_requests` records the last request before the
-first node, `mark_reprocessed` marks those (and only those: every node saw them) done once
-every node has built. dbt tests run on the days built (the run date and those late days).
+`plan_run` decides once what the run builds: the business day (the logical date's local
+day; asset-triggered runs, which have none, build the last day loaded), the days flagged as
+late in `audit.reprocess_requests` that the incremental models rebuild with it (and test),
+and the last request it covers, which `mark_reprocessed` marks done once every node has
+built (only requests every node saw).
 `max_active_runs=1`: two runs never interleave on the same incremental tables.
 
 The manifest comes from `dbt parse` (`crm.transform.ensure_manifest()`; `crm run`, the
@@ -36,12 +36,12 @@ from crm.settings import get_settings
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 MANIFEST = DBT_PROJECT / "target" / "manifest.json"
-_RUN_DATE = "(logical_date.in_timezone('Asia/Shanghai').strftime('%Y-%m-%d') if logical_date else '')"
-_NOTED = "ti.xcom_pull(task_ids='note_reprocess_requests')"
-RUN_DATE = "{{ " + _RUN_DATE + " }}"
-# Tests cover the days built: the run date and the late days it rebuilds (all history if the
-# run has no date: asset-triggered runs build the last loaded day).
-TEST_WINDOW_START = "{{ [" + _NOTED + "['first_pending_day'] or '9999-12-31', " + _RUN_DATE + "] | min }}"
+# Decided once per run by plan_run (crm.transform.plan_build), so every node builds the same
+# days even if another day lands meanwhile.
+_PLAN = "ti.xcom_pull(task_ids='plan_run')"
+RUN_DATE = "{{ " + _PLAN + "['run_date'] }}"
+TEST_WINDOW_START = "{{ " + _PLAN + "['test_window_start'] }}"
+LAST_REQUEST_ID = "{{ " + _PLAN + "['last_request_id'] }}"
 if not MANIFEST.exists():
     raise FileNotFoundError(
         f"{MANIFEST} is missing: crm_transform is rendered from the dbt manifest. Run "
@@ -76,12 +76,13 @@ DEFAULT_ARGS = default_args(
 )
 def crm_transform() -> None:
     @task
-    def note_reprocess_requests() -> dict:
-        from crm.transform import reprocess_state
+    def plan_run(**context) -> dict:
+        from crm.dates import business_day
+        from crm.transform import plan_build
 
-        return reprocess_state()
+        return plan_build(business_day(context) if context.get("logical_date") else None)
 
-    noted = note_reprocess_requests()
+    plan = plan_run()
     dbt = DbtTaskGroup(
         group_id="dbt",
         project_config=ProjectConfig(
@@ -98,7 +99,7 @@ def crm_transform() -> None:
             test_behavior=TestBehavior.BUILD,
             should_detach_multiple_parents_tests=True,
         ),
-        # Daily runs test the day they build (dbt var test_window_start); a full-history test
+        # Daily runs test the days they build (dbt var test_window_start); a full-history test
         # run is `crm dbt build` without --date.
         operator_args={
             "vars": {
@@ -112,14 +113,14 @@ def crm_transform() -> None:
     mark_reprocessed = DbtRunOperationLocalOperator(
         task_id="mark_reprocessed",
         macro_name="mark_reprocessed_requests",
-        args={"up_to_request_id": "{{ " + _NOTED + "['last_request_id'] }}"},
+        args={"up_to_request_id": LAST_REQUEST_ID},
         vars={"run_date": RUN_DATE},
         project_dir=DBT_PROJECT,
         profile_config=PROFILE,
         invocation_mode=InvocationMode.DBT_RUNNER,
         install_deps=False,
     )
-    noted >> dbt >> mark_reprocessed
+    plan >> dbt >> mark_reprocessed
 
 
 crm_transform()

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from crm.ingest import load_file
-from crm.transform import build, generate_docs
+from crm.transform import build, generate_docs, plan_build
 from crm.warehouse import role_url
 
 from .bank import DAYS, REG, START, load_days
@@ -168,6 +168,20 @@ def test_next_day_touches_only_that_day(built, db):
     assert valid_from == {last - dt.timedelta(days=1), last} or valid_from == {last - dt.timedelta(days=1)}
 
 
+def test_a_run_without_a_date_plans_the_last_loaded_day_and_its_late_days(built, db):
+    last_loaded = START + dt.timedelta(days=DAYS - 2)
+    assert plan_build() == {
+        "run_date": last_loaded.isoformat(),
+        "test_window_start": last_loaded.isoformat(),
+        "last_request_id": 0,
+    }
+    late_day = START + dt.timedelta(days=2)
+    redeliver_late(built, db, "core_transactions", late_day)
+    plan = plan_build()
+    assert (plan["run_date"], plan["test_window_start"]) == (last_loaded.isoformat(), late_day.isoformat())
+    assert plan["last_request_id"] > 0
+
+
 def test_late_partition_is_reprocessed_then_marked(built, db):
     late_day = START + dt.timedelta(days=2)
     redeliver_late(built, db, "core_transactions", late_day)
@@ -230,6 +244,7 @@ def test_crm_transform_dag_builds_the_new_day_and_the_late_one_under_airflow(bui
     assert customers > 300
     assert_no_pii_salt_in_airflow()
     build_vars = json.loads(airflow_rendered_fields()["dbt.fct_transactions_model_build"])["vars"]
+    assert build_vars["run_date"] == last.isoformat(), "every node builds the day plan_run decided"
     assert build_vars["test_window_start"] == late_day.isoformat(), "tests cover the late day rebuilt too"
 
 

@@ -90,22 +90,35 @@ def ensure_manifest(settings: Settings | None = None) -> Path:
     return path
 
 
-def reprocess_state(settings: Settings | None = None, base_url: str | None = None) -> dict:
-    """The newest reprocess request id (0 if none) and the earliest day still to reprocess.
+def plan_build(
+    day: dt.date | None = None, settings: Settings | None = None, base_url: str | None = None
+) -> dict:
+    """What one build covers, decided once so every node of a run builds the same days.
 
-    A run marks only requests up to that id processed (every node saw them) and tests from
-    that day on (the late days it rebuilds, not only the run date).
+    ``run_date``: ``day``, or the last day loaded (asset-triggered runs have no logical
+    date); ``test_window_start``: the earliest of it and the late days still to reprocess
+    (tests cover every day rebuilt); ``last_request_id``: the newest reprocess request, the
+    last one the run may mark processed (every node saw it).
     """
     import psycopg
 
     from crm.warehouse import role_url
 
     with psycopg.connect(role_url("crm_transformer", settings, base_url=base_url)) as conn:
-        last_id, first_day = conn.execute(
-            "select coalesce(max(request_id), 0), min(business_date) filter (where processed_at is null)"
-            " from audit.reprocess_requests"
+        if day is None:
+            day = conn.execute(
+                "select max(business_date) from audit.load_log where status = 'loaded'"
+            ).fetchone()[0]
+        last_id, first_pending = conn.execute(
+            "select coalesce(max(request_id), 0),"
+            " min(business_date) filter (where processed_at is null and business_date <= %s)"
+            " from audit.reprocess_requests",
+            (day,),
         ).fetchone()
-    return {"last_request_id": last_id, "first_pending_day": first_day.isoformat() if first_day else None}
+    if day is None:  # nothing loaded yet: dbt falls back to its own default
+        return {"run_date": "", "test_window_start": "", "last_request_id": last_id}
+    first = min(day, first_pending) if first_pending else day
+    return {"run_date": day.isoformat(), "test_window_start": first.isoformat(), "last_request_id": last_id}
 
 
 def docs_target(settings: Settings | None = None) -> Path:
@@ -126,19 +139,6 @@ def generate_docs(settings: Settings | None = None, base_url: str | None = None)
     return target
 
 
-def _first_day_to_build(day: dt.date, settings: Settings | None, base_url: str | None) -> dt.date:
-    import psycopg
-
-    from crm.warehouse import owner_url
-
-    with psycopg.connect(base_url or owner_url(settings)) as conn:
-        pending = conn.execute(
-            "select min(business_date) from audit.reprocess_requests where processed_at is null and business_date <= %s",
-            (day,),
-        ).fetchone()[0]
-    return min(day, pending) if pending else day
-
-
 def build(
     day: dt.date | None = None,
     *,
@@ -156,7 +156,7 @@ def build(
         variables["run_date"] = day.isoformat()
         if not full_refresh:
             # A daily run tests what it built: the day and any late days it reprocesses.
-            variables["test_window_start"] = _first_day_to_build(day, settings, base_url).isoformat()
+            variables["test_window_start"] = plan_build(day, settings, base_url)["test_window_start"]
     args += ["--vars", json.dumps(variables)]
     if full_refresh:
         args.append("--full-refresh")

@@ -83,16 +83,22 @@ class EmbeddedWarehouse:
     def _prepare_root(self) -> None:
         if not self._as_root:
             return
+        import fcntl
+
         from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
-        entry = ensure_user_exists(RUN_AS)
-        assert entry is not None
-        bin_dir = _pg_bin()
-        ensure_prefix_permissions(bin_dir)
-        ensure_folder_permissions(bin_dir, 0o055)
-        ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
-        if (bin_dir.parent / "share").exists():
-            ensure_folder_permissions(bin_dir.parent / "share", 0o044)
+        # Parallel first starts (pytest-xdist workers on a fresh machine) would race on
+        # `useradd` and the binaries' permissions: one process at a time.
+        with open(Path(tempfile.gettempdir()) / "crm-pgserver-setup.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            entry = ensure_user_exists(RUN_AS)
+            assert entry is not None
+            bin_dir = _pg_bin()
+            ensure_prefix_permissions(bin_dir)
+            ensure_folder_permissions(bin_dir, 0o055)
+            ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
+            if (bin_dir.parent / "share").exists():
+                ensure_folder_permissions(bin_dir.parent / "share", 0o044)
         self.pgdata.mkdir(parents=True, exist_ok=True)
         ensure_prefix_permissions(self.pgdata)
         os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
