@@ -11,7 +11,6 @@ import pytest
 from crm.feeds import load_registry
 from crm.ingest import FileRefused, LoadBalanceError, load_file
 from crm.ingest import loader as loader_module
-from crm.warehouse import role_url
 
 DAY = dt.date(2026, 1, 5)
 REG = load_registry()
@@ -60,12 +59,6 @@ def write_csv(path: Path, header: list[str], rows: list[dict[str, str]], delimit
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buf.getvalue().encode(kw.get("encoding", "utf-8")))
     return path
-
-
-@pytest.fixture
-def loader_conn(warehouse):
-    with psycopg.connect(role_url("crm_loader")) as conn:
-        yield conn
 
 
 def counts(db, feed: str, day: dt.date = DAY) -> tuple[int, int]:

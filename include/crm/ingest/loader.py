@@ -26,6 +26,7 @@ import psycopg
 from psycopg import Connection, sql
 
 from crm.feeds import Column, Feed, Registry, load_registry
+from crm.ingest.clean_copy import NotClean, load_clean_csv
 from crm.ingest.tables import ensure_feed_tables, ensure_partition
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,13 @@ class LoadResult:
     warnings: list[str] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
     late: bool = False
+    method: str = ""  # "copy": one typed COPY of a clean file; "rows": staged and checked row by row
 
     def summary(self) -> str:
         text = (
             f"{self.feed} {self.business_date}: {self.status}, {self.rows_in_file} rows in file, "
             f"{self.rows_loaded} loaded, {self.rows_quarantined} quarantined"
+            + (f" [{self.method}]" if self.method else "")
         )
         if self.reasons:
             text += " (" + ", ".join(f"{k}={v}" for k, v in sorted(self.reasons.items())) + ")"
@@ -100,29 +103,47 @@ class _FileFacts:
 
 
 def _scan(feed: Feed, path: Path) -> _FileFacts:
-    """First pass: checksum, encoding, line ends, truncation (streaming, bounded memory)."""
+    """First pass: checksum, encoding, line ends, truncation (streaming, bounded memory).
+
+    Works on blocks of whole lines at C speed; only a block that does not decode is
+    looked at line by line, to number its undecodable lines.
+    """
     digest = hashlib.sha256()
     size = 0
     lines = 0
     bad: set[int] = set()
     crlf = False
-    last = b""
     bom = False
+    last = b""
+    carry = b""
     with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
+        while True:
+            raw = fh.read(COPY_CHUNK)
             digest.update(raw)
             size += len(raw)
-            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+            if not raw:
+                block, carry = carry, b""
+            else:
+                raw = carry + raw
+                cut = raw.rfind(b"\n") + 1
+                block, carry = raw[:cut], raw[cut:]
+            if lines == 0 and block.startswith(codecs.BOM_UTF8):
                 bom = True
-                raw = raw[len(codecs.BOM_UTF8) :]
-            if raw.endswith(b"\r\n"):
-                crlf = True
-            try:
-                raw.decode(feed.encoding)
-            except UnicodeDecodeError:
-                bad.add(lineno)
-            lines = lineno
-            last = raw
+                block = block[len(codecs.BOM_UTF8) :]
+            if block:
+                crlf = crlf or b"\r\n" in block
+                try:
+                    block.decode(feed.encoding)
+                except UnicodeDecodeError:
+                    for i, line in enumerate(block.split(b"\n"), start=lines + 1):
+                        try:
+                            line.decode(feed.encoding)
+                        except UnicodeDecodeError:
+                            bad.add(i)
+                lines += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+                last = block
+            if not raw:
+                break
     if size == 0 and feed.format == "csv":
         raise FileRefused(path, "FILE_EMPTY", "file has no bytes (a day with no rows still has a header)")
     if size == 0:  # JSON Lines: no events that day
@@ -309,29 +330,16 @@ def _line_blocks(path: Path, facts: _FileFacts, first: int = 1) -> Iterator[tupl
             lineno += len(raws)
 
 
-def _stage_csv(
-    conn: Connection,
-    feed: Feed,
-    path: Path,
-    facts: _FileFacts,
-    quarantined: list[_Quarantined],
-    stage: sql.Identifier,
-) -> tuple[list[str], int]:
-    """COPY the CSV's well-formed lines into the stage table; return header and staged count.
-
-    Python only checks each line's field count (fast path: no quote character, count the
-    delimiters; otherwise the csv module) and prefixes the line number; PostgreSQL's own
-    CSV parser does the rest.
-    """
-    blocks = _line_blocks(path, facts)
-    try:
-        first_line, block = next(blocks)
-    except StopIteration:
-        raise FileRefused(path, "FILE_EMPTY", "file has no header line") from None
-    header_line = block[0]
-    header = [
-        h.strip() for h in next(csv.reader([header_line], delimiter=feed.delimiter, quotechar=feed.quotechar))
-    ]
+def _read_header(feed: Feed, path: Path, facts: _FileFacts) -> list[str]:
+    """The CSV header's column names; FileRefused if a registered column is missing or repeated."""
+    with open(path, "rb") as fh:
+        raw = fh.readline()
+    if facts.bom:
+        raw = raw[len(codecs.BOM_UTF8) :]
+    if not raw.strip():
+        raise FileRefused(path, "FILE_EMPTY", "file has no header line")
+    line = raw.decode(facts.encoding, errors="replace").rstrip("\r\n")
+    header = [h.strip() for h in next(csv.reader([line], delimiter=feed.delimiter, quotechar=feed.quotechar))]
     missing = [c for c in feed.column_names if c not in header]
     if missing:
         raise FileRefused(
@@ -341,6 +349,26 @@ def _stage_csv(
         )
     if len(set(header)) != len(header):
         raise FileRefused(path, "SCHEMA_DUPLICATE_COLUMN", f"header repeats a column: {', '.join(header)}")
+    return header
+
+
+def _stage_csv(
+    conn: Connection,
+    feed: Feed,
+    path: Path,
+    facts: _FileFacts,
+    quarantined: list[_Quarantined],
+    stage: sql.Identifier,
+    header: list[str],
+) -> tuple[list[str], int]:
+    """COPY the CSV's well-formed lines into the stage table; return header and staged count.
+
+    Python only checks each line's field count (fast path: no quote character, count the
+    delimiters; otherwise the csv module) and prefixes the line number; PostgreSQL's own
+    CSV parser does the rest.
+    """
+    blocks = _line_blocks(path, facts)
+    first_line, block = next(blocks)  # the header line was read (and checked) by _read_header
     cols = [sql.SQL("{} text").format(sql.Identifier(h)) for h in header]
     conn.execute(
         sql.SQL("create unlogged table {} (_line_number integer, {})").format(stage, sql.SQL(", ").join(cols))
@@ -448,6 +476,174 @@ def _stage_jsonl(
     return feed.column_names, staged
 
 
+def _load_rows(
+    conn: Connection,
+    feed: Feed,
+    registry: Registry,
+    day: dt.date,
+    path: Path,
+    facts: _FileFacts,
+    header: list[str],
+    load_id: int,
+    started: dt.datetime,
+    quarantined: list[_Quarantined],
+    result: LoadResult,
+) -> int:
+    """The row-by-row path: stage text, flag each bad line with its reason, load the rest.
+
+    Rows loaded are returned; bad lines are appended to ``quarantined`` and written to
+    ``quarantine.<feed>``.
+    """
+    partition = ensure_partition(conn, feed, day)
+    # An unlogged work table (not a temp one): shared buffers, parallel rule checks.
+    # Created and dropped inside this transaction, so a crash leaves nothing behind.
+    stage = sql.Identifier("raw", f"_stage_{load_id}")
+    # Replace the day: one copy, whatever ran before (re-run, re-delivery, crash).
+    conn.execute(sql.SQL("truncate {}").format(partition))
+    if feed.format == "csv":
+        _stage_csv(conn, feed, path, facts, quarantined, stage, header)
+        extra_cols = [h for h in header if h not in feed.column_names]
+        if extra_cols:
+            result.warnings.append(f"SCHEMA_EXTRA_COLUMN: kept {', '.join(extra_cols)} in _extra")
+        extra_expr = (
+            sql.SQL("jsonb_strip_nulls(jsonb_build_object({}))").format(
+                sql.SQL(", ").join(
+                    sql.SQL("{}, {}").format(sql.Literal(c), sql.Identifier(c)) for c in extra_cols
+                )
+            )
+            if extra_cols
+            else sql.SQL("null::jsonb")
+        )
+    else:
+        header, _ = _stage_jsonl(conn, feed, path, facts, quarantined, stage)
+        extra_expr = sql.SQL("_extra_doc")
+    present = set(header)
+    # Only the bad rows are materialised (line, reason): clean rows go straight to raw.
+    key = sql.SQL(", ").join(sql.Identifier(k) for k in feed.key)
+    conn.execute(
+        sql.SQL(
+            "create temp table _bad on commit drop as select _line_number, _reason"
+            " from (select s._line_number, {reason} as _reason from {stage} s) c"
+            " where _reason is not null"
+        ).format(stage=stage, reason=_reason_case(feed, present, day, registry, conn.info.server_version))
+    )
+    for statement in _reference_checks(feed, present, day, registry, stage):
+        conn.execute(statement)
+    # A repeated business key among otherwise clean rows: the first occurrence wins.
+    # (Hash-aggregate first: the window runs only over keys that repeat.)
+    conn.execute(
+        sql.SQL(
+            """insert into _bad
+            select _line_number, {dup} from (
+                select s._line_number, row_number() over (partition by {key} order by s._line_number) as rn
+                from {stage} s
+                where ({key}) in (select {key} from {stage} group by {key} having count(*) > 1)
+                  and not exists (select 1 from _bad b where b._line_number = s._line_number)
+            ) d
+            where rn > 1"""
+        ).format(stage=stage, key=key, dup=sql.Literal(f"DUPLICATE_KEY|{feed.key[0]}"))
+    )
+    conn.execute("create index on _bad (_line_number)")
+    conn.execute("analyze _bad")
+    target_cols = [sql.Identifier(c) for c in feed.column_names] + [
+        sql.Identifier(n)
+        for n in (
+            "_business_date",
+            "_source_file",
+            "_file_sha256",
+            "_line_number",
+            "_load_id",
+            "_loaded_at",
+            "_extra",
+        )
+    ]
+    values = [_typed(c, present) for c in feed.columns] + [
+        sql.Literal(day),
+        sql.Literal(str(path)),
+        sql.Literal(facts.sha256),
+        sql.Identifier("_line_number"),
+        sql.Literal(load_id),
+        sql.Literal(started),
+        extra_expr,
+    ]
+    loaded = conn.execute(
+        sql.SQL(
+            "insert into {} ({}) select {} from {} s"
+            " where not exists (select 1 from _bad b where b._line_number = s._line_number)"
+        ).format(partition, sql.SQL(", ").join(target_cols), sql.SQL(", ").join(values), stage)
+    ).rowcount
+    bad_rows = conn.execute(
+        "select _line_number, split_part(_reason, '|', 1), split_part(_reason, '|', 2)"
+        " from _bad order by _line_number"
+    ).fetchall()
+    if bad_rows:
+        wanted = {r[0]: r for r in bad_rows}
+        for lineno, text in _lines(path, facts):
+            row = wanted.get(lineno)
+            if row:
+                _, reason, column = row
+                quarantined.append(_Quarantined(lineno, reason, column, _detail(feed, reason, column), text))
+    with conn.cursor().copy(
+        sql.SQL(
+            "copy quarantine.{} (_business_date, _source_file, _file_sha256, _line_number, _load_id,"
+            " _loaded_at, reason, column_name, detail, raw_line) from stdin"
+        ).format(sql.Identifier(feed.name))
+    ) as copy:
+        for q in quarantined:
+            copy.write_row(
+                (
+                    day,
+                    str(path),
+                    facts.sha256,
+                    q.line,
+                    load_id,
+                    started,
+                    q.reason,
+                    q.column,
+                    q.detail,
+                    q.raw,
+                )
+            )
+    conn.execute(sql.SQL("drop table {}").format(stage))
+    return loaded
+
+
+def _load_clean(
+    conn: Connection,
+    feed: Feed,
+    registry: Registry,
+    day: dt.date,
+    path: Path,
+    facts: _FileFacts,
+    header: list[str],
+    load_id: int,
+    started: dt.datetime,
+) -> int | None:
+    """Rows loaded by the clean-file path (crm.ingest.clean_copy), None if the file needs
+    the row-by-row path (everything the attempt did is rolled back to a savepoint)."""
+    if feed.format != "csv" or facts.bad_lines:
+        return None
+    try:
+        with conn.transaction():
+            return load_clean_csv(
+                conn,
+                feed,
+                registry,
+                day,
+                path,
+                header=header,
+                encoding=facts.encoding,
+                bom=facts.bom,
+                data_lines=facts.data_lines,
+                sha256=facts.sha256,
+                load_id=load_id,
+                loaded_at=started,
+            )
+    except (NotClean, psycopg.errors.DataError, psycopg.errors.IntegrityError) as why:
+        log.info("feed=%s day=%s file=%s: loading row by row (%s)", feed.name, day, path, str(why).strip())
+        return None
+
+
 def load_file(
     conn: Connection,
     feed: Feed,
@@ -457,8 +653,13 @@ def load_file(
     run_id: str | None = None,
     force: bool = False,
     registry: Registry | None = None,
+    clean_copy: bool = True,
 ) -> LoadResult:
-    """Load ``path`` as ``feed``'s file for business day ``day``. Raises FileRefused on file faults."""
+    """Load ``path`` as ``feed``'s file for business day ``day``. Raises FileRefused on file faults.
+
+    ``clean_copy=False`` skips the clean-file path (crm.ingest.clean_copy) and stages the
+    file row by row even if it is clean (same outcome, slower: for comparison and debugging).
+    """
     registry = registry or load_registry()
     result = LoadResult(feed.name, day, path, status="running")
     try:
@@ -506,128 +707,22 @@ def load_file(
             # The rule checks are CPU-bound and return few rows: let every core scan the stage.
             conn.execute("set local parallel_setup_cost = 0")
             conn.execute("set local parallel_tuple_cost = 0.0001")
-            partition = ensure_partition(conn, feed, day)
-            # An unlogged work table (not a temp one): shared buffers, parallel rule checks.
-            # Created and dropped inside this transaction, so a crash leaves nothing behind.
-            stage = sql.Identifier("raw", f"_stage_{load_id}")
-            # Replace the day: one copy, whatever ran before (re-run, re-delivery, crash).
-            conn.execute(sql.SQL("truncate {}").format(partition))
             conn.execute(
                 sql.SQL("delete from quarantine.{} where _business_date = %s").format(
                     sql.Identifier(feed.name)
                 ),
                 (day,),
             )
+            header = _read_header(feed, path, facts) if feed.format == "csv" else feed.column_names
             quarantined: list[_Quarantined] = []
-            if feed.format == "csv":
-                header, _ = _stage_csv(conn, feed, path, facts, quarantined, stage)
-                extra_cols = [h for h in header if h not in feed.column_names]
-                if extra_cols:
-                    result.warnings.append(f"SCHEMA_EXTRA_COLUMN: kept {', '.join(extra_cols)} in _extra")
-                extra_expr = (
-                    sql.SQL("jsonb_strip_nulls(jsonb_build_object({}))").format(
-                        sql.SQL(", ").join(
-                            sql.SQL("{}, {}").format(sql.Literal(c), sql.Identifier(c)) for c in extra_cols
-                        )
-                    )
-                    if extra_cols
-                    else sql.SQL("null::jsonb")
+            loaded = None
+            if clean_copy:
+                loaded = _load_clean(conn, feed, registry, day, path, facts, header, load_id, started)
+            result.method = "copy" if loaded is not None else "rows"
+            if loaded is None:
+                loaded = _load_rows(
+                    conn, feed, registry, day, path, facts, header, load_id, started, quarantined, result
                 )
-            else:
-                header, _ = _stage_jsonl(conn, feed, path, facts, quarantined, stage)
-                extra_expr = sql.SQL("_extra_doc")
-            present = set(header)
-            # Only the bad rows are materialised (line, reason): clean rows go straight to raw.
-            key = sql.SQL(", ").join(sql.Identifier(k) for k in feed.key)
-            conn.execute(
-                sql.SQL(
-                    "create temp table _bad on commit drop as select _line_number, _reason"
-                    " from (select s._line_number, {reason} as _reason from {stage} s) c"
-                    " where _reason is not null"
-                ).format(
-                    stage=stage, reason=_reason_case(feed, present, day, registry, conn.info.server_version)
-                )
-            )
-            for statement in _reference_checks(feed, present, day, registry, stage):
-                conn.execute(statement)
-            # A repeated business key among otherwise clean rows: the first occurrence wins.
-            # (Hash-aggregate first: the window runs only over keys that repeat.)
-            conn.execute(
-                sql.SQL(
-                    """insert into _bad
-                    select _line_number, {dup} from (
-                        select s._line_number, row_number() over (partition by {key} order by s._line_number) as rn
-                        from {stage} s
-                        where ({key}) in (select {key} from {stage} group by {key} having count(*) > 1)
-                          and not exists (select 1 from _bad b where b._line_number = s._line_number)
-                    ) d
-                    where rn > 1"""
-                ).format(stage=stage, key=key, dup=sql.Literal(f"DUPLICATE_KEY|{feed.key[0]}"))
-            )
-            conn.execute("create index on _bad (_line_number)")
-            conn.execute("analyze _bad")
-            target_cols = [sql.Identifier(c) for c in feed.column_names] + [
-                sql.Identifier(n)
-                for n in (
-                    "_business_date",
-                    "_source_file",
-                    "_file_sha256",
-                    "_line_number",
-                    "_load_id",
-                    "_loaded_at",
-                    "_extra",
-                )
-            ]
-            values = [_typed(c, present) for c in feed.columns] + [
-                sql.Literal(day),
-                sql.Literal(str(path)),
-                sql.Literal(facts.sha256),
-                sql.Identifier("_line_number"),
-                sql.Literal(load_id),
-                sql.Literal(started),
-                extra_expr,
-            ]
-            loaded = conn.execute(
-                sql.SQL(
-                    "insert into {} ({}) select {} from {} s"
-                    " where not exists (select 1 from _bad b where b._line_number = s._line_number)"
-                ).format(partition, sql.SQL(", ").join(target_cols), sql.SQL(", ").join(values), stage)
-            ).rowcount
-            bad_rows = conn.execute(
-                "select _line_number, split_part(_reason, '|', 1), split_part(_reason, '|', 2)"
-                " from _bad order by _line_number"
-            ).fetchall()
-            if bad_rows:
-                wanted = {r[0]: r for r in bad_rows}
-                for lineno, text in _lines(path, facts):
-                    row = wanted.get(lineno)
-                    if row:
-                        _, reason, column = row
-                        quarantined.append(
-                            _Quarantined(lineno, reason, column, _detail(feed, reason, column), text)
-                        )
-            with conn.cursor().copy(
-                sql.SQL(
-                    "copy quarantine.{} (_business_date, _source_file, _file_sha256, _line_number, _load_id,"
-                    " _loaded_at, reason, column_name, detail, raw_line) from stdin"
-                ).format(sql.Identifier(feed.name))
-            ) as copy:
-                for q in quarantined:
-                    copy.write_row(
-                        (
-                            day,
-                            str(path),
-                            facts.sha256,
-                            q.line,
-                            load_id,
-                            started,
-                            q.reason,
-                            q.column,
-                            q.detail,
-                            q.raw,
-                        )
-                    )
-            conn.execute(sql.SQL("drop table {}").format(stage))
             result.rows_in_file = facts.data_lines
             result.rows_loaded = loaded
             result.rows_quarantined = len(quarantined)

@@ -1,0 +1,168 @@
+"""The clean-file path (one typed COPY) against the row-by-row path: same rules, same rows."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from crm.ingest import load_file
+
+from .test_loader import CUSTOMERS, DAY, VISITS, counts, customer_row, write_csv
+
+# No comma in the address, so the file has no quoted field and can take the clean path.
+CLEAN = {"address": "北京市朝阳区1号"}
+
+
+def rows_of(db, feed: str) -> list[tuple]:
+    """The day's rows without what differs between two loads (load id, loaded-at)."""
+    cols = [
+        r[0]
+        for r in db.execute(
+            "select column_name from information_schema.columns where table_schema = 'raw'"
+            " and table_name = %s and column_name not in ('_load_id', '_loaded_at') order by ordinal_position",
+            (feed,),
+        )
+    ]
+    select = ", ".join(f'"{c}"' for c in cols)
+    return db.execute(
+        f"select {select} from raw.{feed} where _business_date = %s order by _line_number", (DAY,)
+    ).fetchall()
+
+
+def test_clean_file_is_one_typed_copy_with_the_same_rows_as_the_row_path(tmp_path, loader_conn, db):
+    rows = [customer_row(i, **CLEAN, referred_by="C000000001" if i % 3 == 0 else "") for i in range(1, 301)]
+    path = write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, rows)
+    fast = load_file(loader_conn, CUSTOMERS, DAY, path)
+    assert (fast.method, fast.rows_loaded, fast.rows_quarantined) == ("copy", 300, 0)
+    copied = rows_of(db, "core_customers")
+    lines = db.execute("select _line_number from raw.core_customers order by _line_number").fetchall()
+    assert [n for (n,) in lines] == list(range(2, 302)), "the line number is the line's number in the file"
+
+    slow = load_file(loader_conn, CUSTOMERS, DAY, path, force=True, clean_copy=False)
+    assert (slow.method, slow.rows_loaded) == ("rows", 300)
+    assert rows_of(db, "core_customers") == copied
+    assert counts(db, "core_customers") == (300, 0)
+    # The replaced partition is a plain partition again: no leftover rule constraints or defaults.
+    leftovers = db.execute(
+        "select count(*) from pg_constraint where conrelid = 'raw.core_customers_p20260105'::regclass"
+    ).fetchone()[0]
+    assert leftovers == 0
+
+
+@pytest.mark.parametrize(
+    ("override", "reason", "column"),
+    [
+        # PostgreSQL would read 01/02/2026 as 2 January: the ISO shape check must catch it.
+        ({"birth_date": "01/02/1980"}, "BAD_TYPE", "birth_date"),
+        ({"updated_at": "2026-01-05T9:00"}, "BAD_TYPE", "updated_at"),
+        ({"mobile": "2345"}, "BAD_PATTERN", "mobile"),
+        ({"city": ""}, "MISSING_REQUIRED", "city"),
+        ({"family_size": "3.5"}, "BAD_TYPE", "family_size"),
+        ({"family_size": "99"}, "OUT_OF_RANGE", "family_size"),
+        ({"status": "gone"}, "NOT_ACCEPTED", "status"),
+        ({"onboarding_date": "2026-01-06"}, "FUTURE_DATE", "onboarding_date"),
+        ({"customer_id": "C000000001"}, "DUPLICATE_KEY", "customer_id"),
+        ({"address": "北京市, 朝阳区"}, None, None),  # quoted field: row path, nothing wrong
+    ],
+)
+def test_one_bad_line_sends_the_file_row_by_row_and_only_it_is_quarantined(
+    tmp_path, loader_conn, db, override, reason, column
+):
+    rows = [customer_row(i, **CLEAN) for i in range(1, 101)]
+    rows[41] = customer_row(42, **{**CLEAN, **override})
+    path = write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, rows)
+    result = load_file(loader_conn, CUSTOMERS, DAY, path)
+    assert result.method == "rows"
+    if reason is None:
+        assert counts(db, "core_customers") == (100, 0)
+        return
+    assert (result.rows_loaded, result.rows_quarantined) == (99, 1)
+    assert db.execute(
+        "select _line_number, reason, column_name from quarantine.core_customers"
+    ).fetchall() == [(43, reason, column)]
+
+
+def test_unknown_reference_sends_the_file_row_by_row(tmp_path, loader_conn, db):
+    load_file(
+        loader_conn,
+        CUSTOMERS,
+        DAY,
+        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
+    )
+    visit = {
+        "ticket_id": "Q000000000001",
+        "branch_id": "BR001",
+        "customer_id": "C000000001",
+        "ticket_time": "2026-01-05 09:00:00",
+        "wait_seconds": "300",
+        "service_type": "cash",
+        "remark": "ok",
+    }
+    stranger = {**visit, "ticket_id": "Q000000000002", "customer_id": "C000000777"}
+    path = write_csv(tmp_path / "v.csv", VISITS.column_names, [visit, stranger], delimiter=";")
+    result = load_file(loader_conn, VISITS, DAY, path)
+    assert (result.method, result.rows_loaded, result.reasons) == ("rows", 1, {"UNKNOWN_REFERENCE": 1})
+
+
+def test_clean_gbk_crlf_bom_files_take_the_clean_path(tmp_path, loader_conn, db):
+    load_file(
+        loader_conn,
+        CUSTOMERS,
+        DAY,
+        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
+    )
+    visit = {
+        "ticket_id": "Q000000000001",
+        "branch_id": "BR001",
+        "customer_id": "C000000001",
+        "ticket_time": "2026-01-05 09:00:00",
+        "wait_seconds": "300",
+        "service_type": "cash",
+        "remark": "客户很满意",
+    }
+    gbk = write_csv(
+        tmp_path / "g.csv", VISITS.column_names, [visit], delimiter=";", encoding="gbk", lineterminator="\r\n"
+    )
+    result = load_file(loader_conn, VISITS, DAY, gbk)
+    assert result.method == "copy" and result.rows_loaded == 1
+    assert {w.split(":")[0] for w in result.warnings} == {"ENCODING_CONVERTED", "CRLF"}
+    assert db.execute("select remark, wait_seconds from raw.branch_visits").fetchone() == ("客户很满意", 300)
+
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + gbk.read_bytes().decode("gbk").encode("utf-8"))
+    again = load_file(loader_conn, VISITS, DAY, bom)
+    assert (again.method, again.rows_loaded) == ("copy", 1)
+    assert db.execute("select remark, _line_number from raw.branch_visits").fetchall() == [("客户很满意", 2)]
+
+
+def test_crash_mid_clean_copy_leaves_the_previous_day_then_retry_loads_once(
+    tmp_path, loader_conn, db, monkeypatch
+):
+    from crm.ingest import clean_copy
+
+    rows = [customer_row(i, **CLEAN) for i in range(1, 3001)]
+    path = write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, rows)
+    assert load_file(loader_conn, CUSTOMERS, DAY, path).method == "copy"
+    monkeypatch.setattr(clean_copy, "BLOCK", 4096)  # many COPY writes: the crash is mid-stream
+
+    class Boom(RuntimeError):
+        pass
+
+    real_write = psycopg.Copy.write
+    calls = {"n": 0}
+
+    def exploding_write(self, buffer):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise Boom("connection lost mid-COPY")
+        return real_write(self, buffer)
+
+    monkeypatch.setattr(psycopg.Copy, "write", exploding_write)
+    with pytest.raises(Boom):
+        load_file(loader_conn, CUSTOMERS, DAY, path, force=True)
+    assert counts(db, "core_customers") == (3000, 0), "the failed load leaves the previous copy"
+    assert db.execute("select count(*) from pg_tables where tablename like '\\_load\\_%'").fetchone()[0] == 0
+    monkeypatch.setattr(psycopg.Copy, "write", real_write)
+    retry = load_file(loader_conn, CUSTOMERS, DAY, path, force=True)
+    assert (retry.method, retry.rows_loaded) == ("copy", 3000)
+    assert counts(db, "core_customers") == (3000, 0)
