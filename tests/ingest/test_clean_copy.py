@@ -38,6 +38,14 @@ def test_clean_file_is_one_typed_copy_with_the_same_rows_as_the_row_path(tmp_pat
     lines = db.execute("select _line_number from raw.core_customers order by _line_number").fetchall()
     assert [n for (n,) in lines] == list(range(2, 302)), "the line number is the line's number in the file"
 
+    # The load's constants (kept once per partition, not per row) read back on every row.
+    assert db.execute(
+        "select distinct _load_id, _loaded_at, _source_file, _file_sha256 from raw.core_customers"
+    ).fetchall() == db.execute(
+        "select load_id, started_at, file_path, file_sha256 from audit.load_log where load_id = %s",
+        (fast.load_id,),
+    ).fetchall()
+
     slow = load_file(loader_conn, CUSTOMERS, DAY, path, force=True, clean_copy=False)
     assert (slow.method, slow.rows_loaded) == ("rows", 300)
     assert rows_of(db, "core_customers") == copied
@@ -166,3 +174,51 @@ def test_crash_mid_clean_copy_leaves_the_previous_day_then_retry_loads_once(
     retry = load_file(loader_conn, CUSTOMERS, DAY, path, force=True)
     assert (retry.method, retry.rows_loaded) == ("copy", 3000)
     assert counts(db, "core_customers") == (3000, 0)
+
+
+def test_python_checks_registry_patterns_exactly_as_postgresql_does(db):
+    """Where Python checks a pattern instead of a CHECK constraint, both engines agree."""
+    import re
+
+    from crm.feeds import load_registry
+    from crm.ingest.clean_copy import python_field
+
+    probes = [
+        "C000000001",
+        "C00000000",
+        "C0000000010",
+        "c000000001",
+        " C000000001",
+        "A00000000001",
+        "BR001",
+        "BR01",
+        "RM0001",
+        "13812345678",
+        "12812345678",
+        "11010519491231002X",
+        "11010519491231002x",
+        "1234",
+        "12345",
+        "T12345678901234",
+        "Q000000000001",
+        "E00000000000001",
+        "K000000000001",
+        "CP0000000001",
+        "M000000000001",
+        "R0000000001",
+        "S0000000001",
+        "٣٣٣٣",
+        "BR001\n",
+    ]
+    checked = 0
+    for feed in load_registry().load_order():
+        for col in feed.columns:
+            field = python_field(col, feed.delimiter)
+            if not col.pattern or field is None:
+                continue
+            for value in probes:
+                in_pg = db.execute("select %s ~ %s", (value, col.pattern)).fetchone()[0]
+                in_python = re.fullmatch(field[:-1].encode(), value.encode()) is not None  # without the "null" `?`
+                assert in_python == in_pg, (feed.name, col.name, value)
+                checked += 1
+    assert checked > 300

@@ -66,14 +66,40 @@ class NotClean(Exception):
 ASCII_SAFE = {"utf-8", "latin-1", "iso8859-1", "ascii"}
 
 
-class LineChecker:
-    """Checks blocks of whole lines: the header's field count and ISO dates and timestamps.
+# A registry pattern Python may check instead of PostgreSQL: fully anchored, built only
+# from ASCII literals, character classes, \\d, groups and counted repeats. In that subset
+# both engines agree on every input (and it cannot match across a delimiter).
+_SIMPLE_PATTERN = re.compile(
+    r"\^(?:[A-Za-z0-9_-]|\\d|\[[A-Za-z0-9_-]+\]|\{\d+(?:,\d*)?\}|\((?!\?)|[?+*)])*\$"
+)
 
-    One regular expression per block walks every line once (possessive, no backtracking):
-    exactly the header's number of fields, and in date/timestamp columns an empty field or
-    the ISO shape the row rules demand. (PostgreSQL's date input would also take
-    ``01/02/2026``, which is ambiguous.) A quote character sends the file to the
-    row-by-row path: a quoted field may hold the delimiter.
+
+def python_field(col: Column, delimiter: str) -> str | None:
+    """The regular expression for ``col``'s field when Python checks it (empty = null),
+    or None if its rules stay PostgreSQL CHECK constraints (cheaper there or unsafe here).
+
+    Regular-expression rules cost PostgreSQL about a microsecond a row each; here they
+    ride on the pass that already walks every line, on the other core.
+    """
+    if col.type in SHAPES:
+        return f"(?:{SHAPES[col.type]})?"
+    if col.type != "text" or (col.pattern and col.accepted):
+        return None
+    if col.accepted:
+        return "(?:" + "|".join(re.escape(v) for v in col.accepted) + ")?"
+    if col.pattern and _SIMPLE_PATTERN.fullmatch(col.pattern) and delimiter not in col.pattern:
+        return f"(?:{col.pattern[1:-1]})?"
+    return None
+
+
+class LineChecker:
+    """Checks blocks of whole lines: the header's field count, ISO dates and timestamps,
+    and the pattern and accepted-value rules of text columns (see ``python_field``).
+
+    One regular expression per block walks every line once (possessive, no backtracking).
+    ISO shapes matter because PostgreSQL's date input would also take ``01/02/2026``,
+    ambiguously. A quote character sends the file to the row-by-row path: a quoted field
+    may hold the delimiter.
     """
 
     def __init__(self, feed: Feed, header: list[str], encoding: str, first_line: int) -> None:
@@ -81,9 +107,7 @@ class LineChecker:
         self.raw = codecs.lookup(encoding).name in ASCII_SAFE
         d = re.escape(feed.delimiter)
         field = rf"[^{d}\r\n]*+"
-        line = d.join(
-            f"(?:{SHAPES[feed.column(h).type]})?" if feed.column(h).type in SHAPES else field for h in header
-        )
+        line = d.join(python_field(feed.column(h), feed.delimiter) or field for h in header)
         pattern = rf"(?:{line}\r?\n)*+"
         self.quote = feed.quotechar
         self.lines = re.compile(pattern.encode() if self.raw else pattern)
@@ -119,18 +143,20 @@ def line_blocks(path: Path, bom: bool) -> Iterator[bytes]:
         yield carry
 
 
-def _rule_checks(col: Column, day: dt.date) -> list[sql.Composable]:
-    """The registry's row rules for one column as CHECK expressions on its typed value."""
+def _rule_checks(col: Column, day: dt.date, delimiter: str) -> list[sql.Composable]:
+    """The registry's row rules for one column as CHECK expressions on its typed value
+    (pattern and accepted values only where Python does not check them, ``python_field``)."""
     c, lit = sql.Identifier(col.name), sql.Literal
     checks: list[sql.Composable] = []
-    if col.pattern:
-        if col.type != "text":
-            raise NotClean(f"pattern on the non-text column {col.name}")
-        checks.append(sql.SQL("{} ~ {}").format(c, lit(col.pattern)))
-    if col.accepted:
-        if col.type != "text":
-            raise NotClean(f"accepted values on the non-text column {col.name}")
-        checks.append(sql.SQL("{} = any({})").format(c, lit(list(col.accepted))))
+    if python_field(col, delimiter) is None:
+        if col.pattern:
+            if col.type != "text":
+                raise NotClean(f"pattern on the non-text column {col.name}")
+            checks.append(sql.SQL("{} ~ {}").format(c, lit(col.pattern)))
+        if col.accepted:
+            if col.type != "text":
+                raise NotClean(f"accepted values on the non-text column {col.name}")
+            checks.append(sql.SQL("{} = any({})").format(c, lit(list(col.accepted))))
     if col.min is not None:
         checks.append(sql.SQL("{}::numeric >= {}").format(c, lit(col.min)))
     if col.max is not None:
@@ -180,29 +206,45 @@ def load_clean_csv(
     end = day + dt.timedelta(days=1)
     checks = [
         (f"_rule_{i}", expr)
-        for i, expr in enumerate(e for col in feed.columns for e in _rule_checks(col, day))
+        for i, expr in enumerate(e for col in feed.columns for e in _rule_checks(col, day, feed.delimiter))
     ]
-    conn.execute(sql.SQL("create table {} (like raw.{})").format(table, ident(feed.name)))
-    conn.execute(sql.SQL("create sequence {} as integer start {}").format(seq, lit(2 if feed.header else 1)))
-    alter = [
-        sql.SQL("add constraint _day check (_business_date >= {} and _business_date < {})").format(
+    # The parent's columns, except the load's constants: those are added after the COPY
+    # with a default, which PostgreSQL keeps once in the catalogue (attmissingval) instead
+    # of in every row; a partition is one load, so they are constants of the partition.
+    parent = conn.execute(
+        "select attname, format_type(atttypid, atttypmod), attnotnull from pg_attribute"
+        " where attrelid = %s::regclass and attnum > 0 and not attisdropped order by attnum",
+        (f"raw.{feed.name}",),
+    ).fetchall()
+    per_load = {
+        "_source_file": lit(str(path)),
+        "_file_sha256": lit(sha256),
+        "_load_id": lit(load_id),
+        "_loaded_at": lit(loaded_at),
+    }
+    required = {c.name for c in feed.columns if c.required}
+    defaults = {
+        "_business_date": lit(day),
+        "_line_number": sql.SQL("nextval({})").format(lit(f"raw._load_{load_id}_line")),
+    }
+    definitions = [
+        sql.SQL("{} {}{}{}").format(
+            ident(name),
+            sql.SQL(pg_type),
+            sql.SQL(" not null" if not_null or name in required else ""),
+            sql.SQL(" default {}").format(defaults[name]) if name in defaults else sql.SQL(""),
+        )
+        for name, pg_type, not_null in parent
+        if name not in per_load
+    ]
+    definitions.append(
+        sql.SQL("constraint _day check (_business_date >= {} and _business_date < {})").format(
             lit(day), lit(end)
-        ),
-        *(sql.SQL("add constraint {} check ({})").format(ident(name), expr) for name, expr in checks),
-        *(sql.SQL("alter column {} set not null").format(ident(c.name)) for c in feed.columns if c.required),
-        *(
-            sql.SQL("alter column {} set default {}").format(ident(name), value)
-            for name, value in (
-                ("_business_date", lit(day)),
-                ("_source_file", lit(str(path))),
-                ("_file_sha256", lit(sha256)),
-                ("_line_number", sql.SQL("nextval({})").format(lit(f"raw._load_{load_id}_line"))),
-                ("_load_id", lit(load_id)),
-                ("_loaded_at", lit(loaded_at)),
-            )
-        ),
-    ]
-    conn.execute(sql.SQL("alter table {} {}").format(table, sql.SQL(", ").join(alter)))
+        )
+    )
+    definitions += [sql.SQL("constraint {} check ({})").format(ident(name), expr) for name, expr in checks]
+    conn.execute(sql.SQL("create sequence {} as integer start {}").format(seq, lit(2 if feed.header else 1)))
+    conn.execute(sql.SQL("create table {} ({})").format(table, sql.SQL(", ").join(definitions)))
 
     columns = sql.SQL(", ").join(ident(h) for h in header)
     copy_sql = sql.SQL(
@@ -256,17 +298,25 @@ def load_clean_csv(
     clock.append(time.perf_counter())
 
     # Swap: the new table becomes the day's partition (the _day check spares ATTACH a scan).
+    types = {name: pg_type for name, pg_type, _ in parent}
+    conn.execute(
+        sql.SQL("alter table {} {}").format(
+            table,
+            sql.SQL(", ").join(
+                sql.SQL("add column {} {} not null default {}").format(
+                    ident(name), sql.SQL(types[name]), value
+                )
+                for name, value in per_load.items()
+            ),
+        )
+    )
     conn.execute(
         sql.SQL("alter table {} {}").format(
             table,
             sql.SQL(", ").join(
                 [sql.SQL("drop constraint {}").format(ident(name)) for name, _ in checks]
-                + [
-                    sql.SQL("alter column {} drop not null").format(ident(c.name))
-                    for c in feed.columns
-                    if c.required
-                ]
-                + [sql.SQL("alter column {} drop default").format(ident(c)) for c in LINEAGE_DEFAULTS]
+                + [sql.SQL("alter column {} drop not null").format(ident(c)) for c in sorted(required)]
+                + [sql.SQL("alter column {} drop default").format(ident(c)) for c in [*defaults, *per_load]]
             ),
         )
     )
