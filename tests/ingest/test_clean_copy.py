@@ -39,12 +39,15 @@ def test_clean_file_is_one_typed_copy_with_the_same_rows_as_the_row_path(tmp_pat
     assert [n for (n,) in lines] == list(range(2, 302)), "the line number is the line's number in the file"
 
     # The load's constants (kept once per partition, not per row) read back on every row.
-    assert db.execute(
-        "select distinct _load_id, _loaded_at, _source_file, _file_sha256 from raw.core_customers"
-    ).fetchall() == db.execute(
-        "select load_id, started_at, file_path, file_sha256 from audit.load_log where load_id = %s",
-        (fast.load_id,),
-    ).fetchall()
+    assert (
+        db.execute(
+            "select distinct _load_id, _loaded_at, _source_file, _file_sha256 from raw.core_customers"
+        ).fetchall()
+        == db.execute(
+            "select load_id, started_at, file_path, file_sha256 from audit.load_log where load_id = %s",
+            (fast.load_id,),
+        ).fetchall()
+    )
 
     slow = load_file(loader_conn, CUSTOMERS, DAY, path, force=True, clean_copy=False)
     assert (slow.method, slow.rows_loaded) == ("rows", 300)
@@ -218,7 +221,9 @@ def test_python_checks_registry_patterns_exactly_as_postgresql_does(db):
                 continue
             for value in probes:
                 in_pg = db.execute("select %s ~ %s", (value, col.pattern)).fetchone()[0]
-                in_python = re.fullmatch(field[:-1].encode(), value.encode()) is not None  # without the "null" `?`
+                in_python = (
+                    re.fullmatch(field[:-1].encode(), value.encode()) is not None
+                )  # without the "null" `?`
                 assert in_python == in_pg, (feed.name, col.name, value)
                 checked += 1
     assert checked > 300

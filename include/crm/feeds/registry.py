@@ -38,6 +38,9 @@ class Column(BaseModel):
     not_future: bool = False
     accepted: tuple[str, ...] | None = None
     references: str | None = None  # "<feed>.<column>"
+    # Indexed in raw: other feeds' reference checks look values up here. Worth it for a
+    # key many small files refer to; an index costs every load of this feed a build.
+    index: bool = False
 
     @property
     def pg_type(self) -> str:

@@ -1,23 +1,25 @@
 """The clean-file path: one typed ``COPY`` straight into the day's new partition.
 
 Most days every line of a feed's file is good. For those files the loader does not
-stage text and check it row by row; it lets PostgreSQL do the work while it copies:
+stage text and check it row by row; PostgreSQL checks while it copies:
 
-1. A structure pass in Python, at C speed per 1 MiB block: every line has the header's
-   field count and every date/timestamp field has the ISO shape the row rules demand
-   (PostgreSQL's own date input would also take ``01/02/2026``, ambiguously).
-2. ``COPY`` into a new table shaped like ``raw.<feed>`` whose columns are typed and
-   whose constraints are the registry's row rules (``NOT NULL`` for required, ``CHECK``
-   for pattern, accepted values, min/max, not-future). Lineage columns come from column
-   defaults; the line number from a sequence, so it is the line's number in the file.
-3. One query for what constraints cannot express: no repeated business key, every
+1. ``COPY`` into a new table with the columns of ``raw.<feed>``, typed, whose
+   constraints are the registry's row rules (``NOT NULL`` for required, ``CHECK`` for
+   min/max, not-future and any pattern Python cannot check exactly).
+2. While PostgreSQL parses one block, Python checks the next block of whole lines with
+   one regular expression: the header's field count, ISO date/timestamp shapes
+   (PostgreSQL's date input would also take an ambiguous ``01/02/2026``), accepted values
+   and simple patterns. It prefixes each line with its line number.
+3. One query for what constraints cannot say: no repeated business key, every
    reference known.
-4. The new table replaces the day's partition (drop the old one, attach the new one).
+4. The load's constants (source file, SHA-256, load id, loaded-at) are added as column
+   defaults after the COPY: PostgreSQL keeps such a value once in the catalogue, not in
+   every row (a partition holds one load). The table replaces the day's partition.
 
-Any broken rule raises (``NotClean`` or the constraint's own error) and the caller rolls
+Any broken rule raises (``NotClean`` or the constraint's own error); the caller rolls
 back to its savepoint and takes the row-by-row path, which quarantines exactly the bad
-lines with their reason. Both paths apply the same rules, so a file's outcome does not
-depend on which path loaded it.
+lines with their reasons. Both paths apply the same rules, so a file's outcome does not
+depend on the path that loaded it.
 """
 
 from __future__ import annotations
@@ -201,7 +203,6 @@ def load_clean_csv(
 
     ident = sql.Identifier
     table = ident("raw", f"_load_{load_id}")
-    seq = ident("raw", f"_load_{load_id}_line")
     lit = sql.Literal
     end = day + dt.timedelta(days=1)
     checks = [
@@ -225,7 +226,6 @@ def load_clean_csv(
     required = {c.name for c in feed.columns if c.required}
     defaults = {
         "_business_date": lit(day),
-        "_line_number": sql.SQL("nextval({})").format(lit(f"raw._load_{load_id}_line")),
     }
     definitions = [
         sql.SQL("{} {}{}{}").format(
@@ -243,31 +243,30 @@ def load_clean_csv(
         )
     )
     definitions += [sql.SQL("constraint {} check ({})").format(ident(name), expr) for name, expr in checks]
-    conn.execute(sql.SQL("create sequence {} as integer start {}").format(seq, lit(2 if feed.header else 1)))
     conn.execute(sql.SQL("create table {} ({})").format(table, sql.SQL(", ").join(definitions)))
 
     columns = sql.SQL(", ").join(ident(h) for h in header)
     copy_sql = sql.SQL(
-        "copy {} ({}) from stdin (format csv, header {}, delimiter {}, quote {}, null '',"
+        "copy {} (_line_number, {}) from stdin (format csv, delimiter {}, quote {}, null '',"
         " force_null ({}), encoding {})"
-    ).format(
-        table,
-        columns,
-        sql.SQL("true" if feed.header else "false"),
-        lit(feed.delimiter),
-        lit(feed.quotechar),
-        columns,
-        lit(pg_encoding),
-    )
-    # Each block is checked, then handed to COPY: PostgreSQL parses one block while Python
-    # checks the next. A bad line stops the COPY at once.
+    ).format(table, columns, lit(feed.delimiter), lit(feed.quotechar), columns, lit(pg_encoding))
+    # Each block is checked, numbered and handed to COPY: PostgreSQL parses one block while
+    # Python checks the next (a bad line stops the COPY at once). Python prefixes each line
+    # with its number, cheaper than a sequence default evaluated by PostgreSQL per row.
     checker = LineChecker(feed, header, encoding, first_line=2 if feed.header else 1)
+    number = (b"%d" + feed.delimiter.encode() + b"%s").__mod__
     with conn.cursor() as cur:
         with cur.copy(copy_sql) as copy:
             for i, block in enumerate(line_blocks(path, bom)):
-                # (COPY skips the header line itself)
-                checker.check(block[block.find(b"\n") + 1 :] if i == 0 and feed.header else block)
-                copy.write(block)
+                if i == 0 and feed.header:
+                    block = block[block.find(b"\n") + 1 :]
+                first = checker.line
+                checker.check(block)
+                lines = block.split(b"\n")
+                lines.pop()  # after the last line end
+                copy.write(
+                    b"\n".join(map(number, zip(range(first, first + len(lines)), lines, strict=True))) + b"\n"
+                )
         loaded = cur.rowcount
     if loaded != data_lines:
         raise NotClean(f"COPY read {loaded} rows from {data_lines} lines (a quoted line break?)")
@@ -320,7 +319,6 @@ def load_clean_csv(
             ),
         )
     )
-    conn.execute(sql.SQL("drop sequence {}").format(seq))
     partition = partition_name(feed, day)
     conn.execute(sql.SQL("drop table if exists {}").format(ident("raw", partition)))
     conn.execute(sql.SQL("alter table {} rename to {}").format(table, ident(partition)))

@@ -27,7 +27,7 @@ from psycopg import Connection, sql
 
 from crm.feeds import Column, Feed, Registry, load_registry
 from crm.ingest.clean_copy import NotClean, load_clean_csv
-from crm.ingest.tables import ensure_feed_tables, ensure_partition
+from crm.ingest.tables import ensure_feed_tables, ensure_partition, partition_name
 
 log = logging.getLogger(__name__)
 
@@ -733,6 +733,9 @@ def load_file(
                     f"{path}: {result.rows_in_file} rows in file but {result.rows_loaded} loaded + "
                     f"{result.rows_quarantined} quarantined; load rolled back"
                 )
+            # Fresh statistics for the new day: the next feeds' reference checks (an index
+            # probe, not a scan of all customers, for a small file) and dbt plan with them.
+            conn.execute(sql.SQL("analyze raw.{}").format(sql.Identifier(partition_name(feed, day))))
             later = conn.execute(
                 "select max(business_date) from audit.load_log"
                 " where feed = %s and status = 'loaded' and business_date > %s",

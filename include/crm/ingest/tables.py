@@ -37,9 +37,19 @@ def ensure_feed_tables(conn: Connection, feed: Feed) -> None:
             sql.Identifier(feed.name), sql.SQL(", ").join(cols)
         )
     )
-    # No index on raw: a day is written once, in bulk, and read by hash joins (reference
-    # checks, dbt). An index per partition would cost more on load than it saves.
+    # Raw is written once a day, in bulk, and read by hash joins (reference checks, dbt):
+    # no index, except where the registry asks for one (a key that the reference checks
+    # of many small files look up; a new partition gets it when it is attached).
     conn.execute(sql.SQL("drop index if exists raw.{}").format(sql.Identifier(f"{feed.name}_key")))
+    for col in feed.columns:
+        if col.index:
+            conn.execute(
+                sql.SQL("create index if not exists {} on raw.{} ({})").format(
+                    sql.Identifier(f"{feed.name}_{col.name}"),
+                    sql.Identifier(feed.name),
+                    sql.Identifier(col.name),
+                )
+            )
     conn.execute(
         sql.SQL(
             """create table if not exists quarantine.{} (
