@@ -77,6 +77,7 @@ def bench_ingest(customers: int, work: Path) -> dict[str, Any]:
                 result = load_file(conn, feed, START, path, registry=registry)
                 seconds = time.perf_counter() - started
                 results[feed.name] = {
+                    "method": result.method,  # copy: clean-file path; rows: row by row
                     "rows": result.rows_in_file,
                     "mib": round(path.stat().st_size / 2**20, 1),
                     "loader_s": round(seconds, 3),
