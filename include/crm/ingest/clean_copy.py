@@ -31,8 +31,10 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from queue import Queue
 
 from psycopg import Connection, sql
+from psycopg.copy import QueuedLibpqWriter
 
 from crm.feeds import Column, Feed, Registry
 from crm.ingest.tables import partition_name
@@ -57,6 +59,15 @@ SHAPES = {"date": DATE_SHAPE, "timestamp": TIMESTAMP_SHAPE, "timestamptz": TIMES
 
 # Python codec name -> PostgreSQL client encoding, for COPY's ENCODING option.
 PG_ENCODINGS = {"utf-8": "UTF8", "utf8": "UTF8", "gbk": "GBK", "gb18030": "GB18030", "latin-1": "LATIN1"}
+
+
+class _QueuedWriter(QueuedLibpqWriter):
+    """A writer thread sends to the server while the main thread checks the next block
+    (the socket waits release the GIL); at most 64 chunks of 128 KiB wait in its queue."""
+
+    def __init__(self, cursor) -> None:
+        super().__init__(cursor)
+        self._queue = Queue(maxsize=64)
 
 
 class NotClean(Exception):
@@ -256,7 +267,7 @@ def load_clean_csv(
     checker = LineChecker(feed, header, encoding, first_line=2 if feed.header else 1)
     number = (b"%d" + feed.delimiter.encode() + b"%s").__mod__
     with conn.cursor() as cur:
-        with cur.copy(copy_sql) as copy:
+        with cur.copy(copy_sql, writer=_QueuedWriter(cur)) as copy:
             for i, block in enumerate(line_blocks(path, bom)):
                 if i == 0 and feed.header:
                     block = block[block.find(b"\n") + 1 :]
