@@ -132,7 +132,35 @@ def bench_dbt(customers: int, work: Path, dbt_customers: int = 2000) -> dict[str
     return bench(customers=dbt_customers, work=work / "dbt")
 
 
-SECTIONS = {"generator": bench_generator, "ingest": bench_ingest, "dbt": bench_dbt}
+def bench_dags(customers: int, work: Path) -> dict[str, Any]:
+    """Seconds Airflow takes to parse each DAG file (`airflow dags report`)."""
+    import subprocess
+    import sys
+
+    from crm.airflow_env import airflow_environ, ensure_metadata_db
+    from crm.transform import ensure_manifest
+
+    ensure_manifest()
+    ensure_metadata_db()
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "dags", "report", "--output", "json"],
+        env=airflow_environ(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("[{")))
+
+    def seconds(duration: str) -> float:  # "0:00:01.012797"
+        h, m, s = duration.split(":")
+        return round(int(h) * 3600 + int(m) * 60 + float(s), 3)
+
+    return {
+        row["file"]: {"parse_s": seconds(row["duration"]), "tasks": int(row["task_num"])} for row in report
+    }
+
+
+SECTIONS = {"generator": bench_generator, "ingest": bench_ingest, "dbt": bench_dbt, "dags": bench_dags}
 
 
 def main(argv: list[str] | None = None) -> int:

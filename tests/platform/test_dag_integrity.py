@@ -1,4 +1,5 @@
-"""Every DAG file imports cleanly, parses fast, and follows the house rules for DAGs.
+"""Every DAG file imports cleanly and follows the house rules for DAGs (parse time is
+measured by `make bench`, section dags, not asserted here).
 
 Parsing happens in a subprocess with its own AIRFLOW_HOME (Airflow reads its configuration
 once, at import). Like Airflow's DAG processor, that process imports Airflow once and forks
@@ -21,7 +22,6 @@ from crm.settings import REPO_ROOT
 
 DAGS_FOLDER = REPO_ROOT / "dags"
 DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if not p.name.startswith("_"))
-PARSE_BUDGET_SECONDS = 2.0
 
 # Imported at module level they cost parse time (or open connections) every few seconds.
 HEAVY_MODULES = {
@@ -152,11 +152,6 @@ def test_dags_folder_has_dag_files():
 def test_dag_file_imports_without_errors(dag_file):
     assert dag_file["errors"] == {}, "\n".join(dag_file["errors"].values())
     assert dag_file["dags"], "the file defines no DAG"
-
-
-def test_dag_file_parses_well_under_two_seconds(dag_file):
-    assert dag_file["dags"], "the file does not import: see test_dag_file_imports_without_errors"
-    assert dag_file["seconds"] < PARSE_BUDGET_SECONDS, f"parsing took {dag_file['seconds']:.2f} s"
 
 
 def test_dags_have_owner_tags_retries_and_docs(dag_file):
