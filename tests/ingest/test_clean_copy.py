@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from crm.feeds import load_registry
 from crm.ingest import load_file
 
 from .test_loader import CUSTOMERS, DAY, VISITS, counts, customer_row, write_csv
@@ -183,7 +184,6 @@ def test_python_checks_registry_patterns_exactly_as_postgresql_does(db):
     """Where Python checks a pattern instead of a CHECK constraint, both engines agree."""
     import re
 
-    from crm.feeds import load_registry
     from crm.ingest.clean_copy import python_field
 
     probes = [
@@ -227,3 +227,80 @@ def test_python_checks_registry_patterns_exactly_as_postgresql_does(db):
                 assert in_python == in_pg, (feed.name, col.name, value)
                 checked += 1
     assert checked > 300
+
+
+SESSIONS = load_registry().feed("online_sessions")
+
+
+def session(n: int, **overrides) -> str:
+    import json
+
+    doc = {
+        "session_id": f"S{n:010d}",
+        "customer_id": "C000000001",
+        "login_at": "2026-01-05T09:00:00+08:00",
+        "logout_at": None,
+        "page_views": 12,
+        "transactions": 1,
+        "browser": 'Edge "mobile" \\ 1',  # a quote and a backslash survive COPY's text format
+        "login_result": "success",
+    }
+    doc.update(overrides)
+    return json.dumps({k: v for k, v in doc.items() if v is not ...}, ensure_ascii=False) + "\n"
+
+
+def test_clean_json_lines_are_one_copy_with_the_same_rows_as_the_row_path(tmp_path, loader_conn, db):
+    load_file(
+        loader_conn,
+        CUSTOMERS,
+        DAY,
+        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
+    )
+    path = tmp_path / "sessions.jsonl"
+    path.write_text(
+        "".join(session(i, device="phone" if i == 3 else ...) for i in range(1, 201)), encoding="utf-8"
+    )
+    fast = load_file(loader_conn, SESSIONS, DAY, path)
+    assert (fast.method, fast.rows_loaded, fast.rows_quarantined) == ("copy", 200, 0)
+    copied = rows_of(db, "online_sessions")
+    slow = load_file(loader_conn, SESSIONS, DAY, path, force=True, clean_copy=False)
+    assert (slow.method, slow.rows_loaded) == ("rows", 200)
+    assert rows_of(db, "online_sessions") == copied
+    browser, extra, line = db.execute(
+        "select browser, _extra, _line_number from raw.online_sessions where session_id = 'S0000000003'"
+    ).fetchone()
+    assert (browser, extra, line) == ('Edge "mobile" \\ 1', {"device": "phone"}, 3)
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "reason"),
+    [
+        ("{not json\n", "BAD_JSON"),
+        ('["an", "array"]\n', "BAD_JSON"),
+        (
+            '{"session_id": "S9", "customer_id": "C000000001", "login_at": NaN, "login_result": "success"}\n',
+            "BAD_JSON",
+        ),
+        (None, "BAD_TYPE"),  # a timestamp PostgreSQL would parse but that is not ISO 8601
+        (None, "NOT_ACCEPTED"),
+    ],
+)
+def test_one_bad_json_line_sends_the_file_row_by_row(tmp_path, loader_conn, db, bad_line, reason):
+    load_file(
+        loader_conn,
+        CUSTOMERS,
+        DAY,
+        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
+    )
+    if bad_line is None:
+        bad_line = session(
+            99,
+            **({"login_at": "Jan 5 2026 09:00 +08"} if reason == "BAD_TYPE" else {"login_result": "maybe"}),
+        )
+    lines = [session(i) for i in range(1, 21)]
+    lines[9] = bad_line
+    path = tmp_path / "sessions.jsonl"
+    path.write_text("".join(lines), encoding="utf-8")
+    result = load_file(loader_conn, SESSIONS, DAY, path)
+    assert (result.method, result.rows_loaded, result.reasons) == ("rows", 19, {reason: 1})
+    assert db.execute("select _line_number from quarantine.online_sessions").fetchall() == [(10,)]

@@ -156,12 +156,12 @@ def line_blocks(path: Path, bom: bool) -> Iterator[bytes]:
         yield carry
 
 
-def _rule_checks(col: Column, day: dt.date, delimiter: str) -> list[sql.Composable]:
+def _rule_checks(col: Column, day: dt.date, delimiter: str | None) -> list[sql.Composable]:
     """The registry's row rules for one column as CHECK expressions on its typed value
     (pattern and accepted values only where Python does not check them, ``python_field``)."""
     c, lit = sql.Identifier(col.name), sql.Literal
     checks: list[sql.Composable] = []
-    if python_field(col, delimiter) is None:
+    if delimiter is None or python_field(col, delimiter) is None:
         if col.pattern:
             if col.type != "text":
                 raise NotClean(f"pattern on the non-text column {col.name}")
@@ -185,6 +185,153 @@ def _rule_checks(col: Column, day: dt.date, delimiter: str) -> list[sql.Composab
     return checks
 
 
+class NewPartition:
+    """The table that becomes the day's partition once every rule holds.
+
+    It has the parent's columns, typed, with the row rules as constraints, except the
+    load's constants (source file, SHA-256, load id, loaded-at): ``swap`` adds those with
+    a default, which PostgreSQL keeps once in the catalogue (attmissingval) instead of in
+    every row; a partition holds one load, so they are constants of the partition.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        feed: Feed,
+        registry: Registry,
+        day: dt.date,
+        *,
+        path: Path,
+        sha256: str,
+        load_id: int,
+        loaded_at: dt.datetime,
+        python_checked: bool,
+    ) -> None:
+        self.conn, self.feed, self.registry, self.day = conn, feed, registry, day
+        self.table = sql.Identifier("raw", f"_load_{load_id}")
+        lit = sql.Literal
+        self.per_load = {
+            "_source_file": lit(str(path)),
+            "_file_sha256": lit(sha256),
+            "_load_id": lit(load_id),
+            "_loaded_at": lit(loaded_at),
+        }
+        self.required = sorted(c.name for c in feed.columns if c.required)
+        delimiter = feed.delimiter if python_checked else None
+        self.checks = [
+            (f"_rule_{i}", expr)
+            for i, expr in enumerate(e for col in feed.columns for e in _rule_checks(col, day, delimiter))
+        ]
+        self.parent = conn.execute(
+            "select attname, format_type(atttypid, atttypmod), attnotnull from pg_attribute"
+            " where attrelid = %s::regclass and attnum > 0 and not attisdropped order by attnum",
+            (f"raw.{feed.name}",),
+        ).fetchall()
+        ident = sql.Identifier
+        definitions = [
+            sql.SQL("{} {}{}{}").format(
+                ident(name),
+                sql.SQL(pg_type),
+                sql.SQL(" not null" if not_null or name in self.required else ""),
+                sql.SQL(" default {}").format(lit(day)) if name == "_business_date" else sql.SQL(""),
+            )
+            for name, pg_type, not_null in self.parent
+            if name not in self.per_load
+        ]
+        definitions.append(
+            sql.SQL("constraint _day check (_business_date >= {} and _business_date < {})").format(
+                lit(day), lit(day + dt.timedelta(days=1))
+            )
+        )
+        definitions += [sql.SQL("constraint {} check ({})").format(ident(n), e) for n, e in self.checks]
+        conn.execute(sql.SQL("create table {} ({})").format(self.table, sql.SQL(", ").join(definitions)))
+
+    def check_keys_and_references(self) -> None:
+        """What a constraint cannot say: the business key does not repeat, references resolve."""
+        ident, lit = sql.Identifier, sql.Literal
+        key = sql.SQL(", ").join(ident(k) for k in self.feed.key)
+        tests = [sql.SQL("(select count(*) - count(distinct ({})) from {}) > 0").format(key, self.table)]
+        for col in self.feed.columns:
+            if col.reference:
+                ref_feed, ref_col = col.reference
+                tests.append(
+                    # A count, not EXISTS: "first row fast" plans a nested loop over the file.
+                    sql.SQL(
+                        "(select count(*) from {t} s where s.{c} is not null and not exists"
+                        " (select 1 from raw.{rt} r where r.{rc} = s.{c} and r._business_date <= {d})) > 0"
+                    ).format(
+                        t=self.table,
+                        c=ident(col.name),
+                        rt=ident(self.registry.feed(ref_feed).name),
+                        rc=ident(ref_col),
+                        d=lit(self.day),
+                    )
+                )
+        broken = self.conn.execute(sql.SQL("select {}").format(sql.SQL(", ").join(tests))).fetchone()
+        if any(broken):
+            raise NotClean("a repeated business key or an unknown reference")
+
+    def swap(self) -> None:
+        """Add the load's constants, drop the load-time rules, replace the day's partition."""
+        ident, lit = sql.Identifier, sql.Literal
+        types = {name: pg_type for name, pg_type, _ in self.parent}
+        alter = sql.SQL("alter table {} {}").format
+        self.conn.execute(
+            alter(
+                self.table,
+                sql.SQL(", ").join(
+                    sql.SQL("add column {} {} not null default {}").format(ident(n), sql.SQL(types[n]), v)
+                    for n, v in self.per_load.items()
+                ),
+            )
+        )
+        self.conn.execute(
+            alter(
+                self.table,
+                sql.SQL(", ").join(
+                    [sql.SQL("drop constraint {}").format(ident(n)) for n, _ in self.checks]
+                    + [sql.SQL("alter column {} drop not null").format(ident(c)) for c in self.required]
+                    + [
+                        sql.SQL("alter column {} drop default").format(ident(c))
+                        for c in ["_business_date", *self.per_load]
+                    ]
+                ),
+            )
+        )
+        partition = ident("raw", partition_name(self.feed, self.day))
+        self.conn.execute(sql.SQL("drop table if exists {}").format(partition))
+        self.conn.execute(
+            sql.SQL("alter table {} rename to {}").format(
+                self.table, ident(partition_name(self.feed, self.day))
+            )
+        )
+        # The _day check spares ATTACH a scan of the new partition.
+        self.conn.execute(
+            sql.SQL("alter table raw.{} attach partition {} for values from ({}) to ({})").format(
+                ident(self.feed.name), partition, lit(self.day), lit(self.day + dt.timedelta(days=1))
+            )
+        )
+        self.conn.execute(sql.SQL("alter table {} drop constraint _day").format(partition))
+
+
+def _log_phases(feed: Feed, day: dt.date, rows: int, clock: list[float]) -> None:
+    phases = ("checked_copy", "key_and_references", "swap")
+    log.info(
+        "feed=%s day=%s clean COPY of %d rows: %s",
+        feed.name,
+        day,
+        rows,
+        ", ".join(f"{p} {b - a:.3f}s" for p, a, b in zip(phases, clock[:-1], clock[1:], strict=True)),
+    )
+
+
+def _pg_encoding(encoding: str) -> str:
+    pg_encoding = PG_ENCODINGS.get(codecs.lookup(encoding).name)
+    if pg_encoding is None:
+        raise NotClean(f"no COPY encoding for {encoding}")
+    return pg_encoding
+
+
 def load_clean_csv(
     conn: Connection,
     feed: Feed,
@@ -200,67 +347,32 @@ def load_clean_csv(
     load_id: int,
     loaded_at: dt.datetime,
 ) -> int:
-    """Load a clean file into a new table that replaces the day's partition; rows loaded.
+    """Load a clean CSV file into a new table that replaces the day's partition; rows loaded.
 
     Call inside a savepoint: NotClean or a constraint error means roll back to it and
     load row by row.
     """
     if sorted(header) != sorted(feed.column_names):
         raise NotClean("the header's columns differ from the registry's")
-    pg_encoding = PG_ENCODINGS.get(codecs.lookup(encoding).name)
-    if pg_encoding is None:
-        raise NotClean(f"no COPY encoding for {encoding}")
+    pg_encoding = _pg_encoding(encoding)
     clock = [time.perf_counter()]
-
-    ident = sql.Identifier
-    table = ident("raw", f"_load_{load_id}")
-    lit = sql.Literal
-    end = day + dt.timedelta(days=1)
-    checks = [
-        (f"_rule_{i}", expr)
-        for i, expr in enumerate(e for col in feed.columns for e in _rule_checks(col, day, feed.delimiter))
-    ]
-    # The parent's columns, except the load's constants: those are added after the COPY
-    # with a default, which PostgreSQL keeps once in the catalogue (attmissingval) instead
-    # of in every row; a partition is one load, so they are constants of the partition.
-    parent = conn.execute(
-        "select attname, format_type(atttypid, atttypmod), attnotnull from pg_attribute"
-        " where attrelid = %s::regclass and attnum > 0 and not attisdropped order by attnum",
-        (f"raw.{feed.name}",),
-    ).fetchall()
-    per_load = {
-        "_source_file": lit(str(path)),
-        "_file_sha256": lit(sha256),
-        "_load_id": lit(load_id),
-        "_loaded_at": lit(loaded_at),
-    }
-    required = {c.name for c in feed.columns if c.required}
-    defaults = {
-        "_business_date": lit(day),
-    }
-    definitions = [
-        sql.SQL("{} {}{}{}").format(
-            ident(name),
-            sql.SQL(pg_type),
-            sql.SQL(" not null" if not_null or name in required else ""),
-            sql.SQL(" default {}").format(defaults[name]) if name in defaults else sql.SQL(""),
-        )
-        for name, pg_type, not_null in parent
-        if name not in per_load
-    ]
-    definitions.append(
-        sql.SQL("constraint _day check (_business_date >= {} and _business_date < {})").format(
-            lit(day), lit(end)
-        )
+    new = NewPartition(
+        conn,
+        feed,
+        registry,
+        day,
+        path=path,
+        sha256=sha256,
+        load_id=load_id,
+        loaded_at=loaded_at,
+        python_checked=True,
     )
-    definitions += [sql.SQL("constraint {} check ({})").format(ident(name), expr) for name, expr in checks]
-    conn.execute(sql.SQL("create table {} ({})").format(table, sql.SQL(", ").join(definitions)))
-
-    columns = sql.SQL(", ").join(ident(h) for h in header)
+    lit = sql.Literal
+    columns = sql.SQL(", ").join(sql.Identifier(h) for h in header)
     copy_sql = sql.SQL(
         "copy {} (_line_number, {}) from stdin (format csv, delimiter {}, quote {}, null '',"
         " force_null ({}), encoding {})"
-    ).format(table, columns, lit(feed.delimiter), lit(feed.quotechar), columns, lit(pg_encoding))
+    ).format(new.table, columns, lit(feed.delimiter), lit(feed.quotechar), columns, lit(pg_encoding))
     # Each block is checked, numbered and handed to COPY: PostgreSQL parses one block while
     # Python checks the next (a bad line stops the COPY at once). Python prefixes each line
     # with its number, cheaper than a sequence default evaluated by PostgreSQL per row.
@@ -282,70 +394,97 @@ def load_clean_csv(
     if loaded != data_lines:
         raise NotClean(f"COPY read {loaded} rows from {data_lines} lines (a quoted line break?)")
     clock.append(time.perf_counter())
-
-    # What a constraint cannot say: the business key does not repeat, references resolve.
-    key = sql.SQL(", ").join(ident(k) for k in feed.key)
-    tests = [sql.SQL("(select count(*) - count(distinct ({})) from {}) > 0").format(key, table)]
-    for col in feed.columns:
-        if col.reference:
-            ref_feed, ref_col = col.reference
-            tests.append(
-                # A count, not EXISTS: "first row fast" plans a nested loop over the whole file.
-                sql.SQL(
-                    "(select count(*) from {t} s where s.{c} is not null and not exists"
-                    " (select 1 from raw.{rt} r where r.{rc} = s.{c} and r._business_date <= {d})) > 0"
-                ).format(
-                    t=table,
-                    c=ident(col.name),
-                    rt=ident(registry.feed(ref_feed).name),
-                    rc=ident(ref_col),
-                    d=lit(day),
-                )
-            )
-    broken = conn.execute(sql.SQL("select {}").format(sql.SQL(", ").join(tests))).fetchone()
-    if any(broken):
-        raise NotClean("a repeated business key or an unknown reference")
+    new.check_keys_and_references()
     clock.append(time.perf_counter())
-
-    # Swap: the new table becomes the day's partition (the _day check spares ATTACH a scan).
-    types = {name: pg_type for name, pg_type, _ in parent}
-    conn.execute(
-        sql.SQL("alter table {} {}").format(
-            table,
-            sql.SQL(", ").join(
-                sql.SQL("add column {} {} not null default {}").format(
-                    ident(name), sql.SQL(types[name]), value
-                )
-                for name, value in per_load.items()
-            ),
-        )
-    )
-    conn.execute(
-        sql.SQL("alter table {} {}").format(
-            table,
-            sql.SQL(", ").join(
-                [sql.SQL("drop constraint {}").format(ident(name)) for name, _ in checks]
-                + [sql.SQL("alter column {} drop not null").format(ident(c)) for c in sorted(required)]
-                + [sql.SQL("alter column {} drop default").format(ident(c)) for c in [*defaults, *per_load]]
-            ),
-        )
-    )
-    partition = partition_name(feed, day)
-    conn.execute(sql.SQL("drop table if exists {}").format(ident("raw", partition)))
-    conn.execute(sql.SQL("alter table {} rename to {}").format(table, ident(partition)))
-    conn.execute(
-        sql.SQL("alter table raw.{} attach partition {} for values from ({}) to ({})").format(
-            ident(feed.name), ident("raw", partition), lit(day), lit(end)
-        )
-    )
-    conn.execute(sql.SQL("alter table {} drop constraint _day").format(ident("raw", partition)))
+    new.swap()
     clock.append(time.perf_counter())
-    phases = ("checked_copy", "key_and_references", "swap")
-    log.info(
-        "feed=%s day=%s clean COPY of %d rows: %s",
-        feed.name,
+    _log_phases(feed, day, loaded, clock)
+    return loaded
+
+
+def load_clean_jsonl(
+    conn: Connection,
+    feed: Feed,
+    registry: Registry,
+    day: dt.date,
+    path: Path,
+    *,
+    encoding: str,
+    bom: bool,
+    data_lines: int,
+    sha256: str,
+    load_id: int,
+    loaded_at: dt.datetime,
+) -> int:
+    """Load a clean JSON Lines file into a new table that replaces the day's partition.
+
+    PostgreSQL parses every line as jsonb in one ``COPY`` (a temporary table: no WAL),
+    checks that each is an object with ISO-shaped dates, and casts the registered keys
+    into the new partition, whose constraints hold the row rules. Unregistered keys go
+    to ``_extra``, as on the row-by-row path.
+    """
+    pg_encoding = _pg_encoding(encoding)
+    clock = [time.perf_counter()]
+    new = NewPartition(
+        conn,
+        feed,
+        registry,
         day,
-        loaded,
-        ", ".join(f"{p} {b - a:.3f}s" for p, a, b in zip(phases, clock[:-1], clock[1:], strict=True)),
+        path=path,
+        sha256=sha256,
+        load_id=load_id,
+        loaded_at=loaded_at,
+        python_checked=False,
     )
+    conn.execute("create temp table _clean_doc (_line_number integer, doc jsonb) on commit drop")
+    with conn.cursor() as cur:
+        with cur.copy(
+            sql.SQL("copy _clean_doc from stdin (encoding {})").format(sql.Literal(pg_encoding)),
+            writer=_QueuedWriter(cur),
+        ) as copy:
+            line = 1
+            for block in line_blocks(path, bom):
+                # COPY text format: a backslash escapes, so double it (JSON has no raw tab
+                # or line break inside a value; a raw tab between tokens makes COPY fail).
+                lines = block.replace(b"\\", b"\\\\").split(b"\n")
+                lines.pop()
+                copy.write(
+                    b"\n".join(
+                        map(b"%d\t%s".__mod__, zip(range(line, line + len(lines)), lines, strict=True))
+                    )
+                    + b"\n"
+                )
+                line += len(lines)
+        loaded = cur.rowcount
+    if loaded != data_lines:
+        raise NotClean(f"COPY read {loaded} rows from {data_lines} lines")
+    ident, lit = sql.Identifier, sql.Literal
+    value = {c.name: sql.SQL("nullif(doc ->> {}, '')").format(lit(c.name)) for c in feed.columns}
+    odd = [sql.SQL("jsonb_typeof(doc) <> 'object'")] + [
+        sql.SQL("{} !~ {}").format(value[c.name], lit(f"^(?:{SHAPES[c.type]})$"))
+        for c in feed.columns
+        if c.type in SHAPES
+    ]
+    if conn.execute(
+        sql.SQL("select exists (select 1 from _clean_doc where {})").format(sql.SQL(" or ").join(odd))
+    ).fetchone()[0]:
+        raise NotClean("a line is not a JSON object or a date/timestamp is not ISO-shaped")
+    conn.execute(
+        sql.SQL(
+            "insert into {} ({}, _line_number, _extra) select {}, _line_number, {} from _clean_doc"
+        ).format(
+            new.table,
+            sql.SQL(", ").join(ident(c.name) for c in feed.columns),
+            sql.SQL(", ").join(
+                sql.SQL("{}::{}").format(value[c.name], sql.SQL(c.pg_type)) for c in feed.columns
+            ),
+            sql.SQL("nullif(doc - {}::text[], '{{}}'::jsonb)").format(lit(feed.column_names)),
+        )
+    )
+    clock.append(time.perf_counter())
+    new.check_keys_and_references()
+    clock.append(time.perf_counter())
+    new.swap()
+    clock.append(time.perf_counter())
+    _log_phases(feed, day, loaded, clock)
     return loaded

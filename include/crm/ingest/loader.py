@@ -26,7 +26,7 @@ import psycopg
 from psycopg import Connection, sql
 
 from crm.feeds import Column, Feed, Registry, load_registry
-from crm.ingest.clean_copy import NotClean, load_clean_csv
+from crm.ingest.clean_copy import NotClean, load_clean_csv, load_clean_jsonl
 from crm.ingest.tables import ensure_feed_tables, ensure_partition, partition_name
 
 log = logging.getLogger(__name__)
@@ -423,6 +423,10 @@ def _stage_csv(
     return header, staged
 
 
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON (PostgreSQL's jsonb rejects it)")
+
+
 def _stage_jsonl(
     conn: Connection,
     feed: Feed,
@@ -444,7 +448,7 @@ def _stage_jsonl(
                 )
                 continue
             try:
-                doc = json.loads(raw)
+                doc = json.loads(raw, parse_constant=_not_json)
             except ValueError as err:
                 quarantined.append(_Quarantined(lineno, "BAD_JSON", None, f"not JSON: {err}", raw))
                 continue
@@ -621,24 +625,21 @@ def _load_clean(
 ) -> int | None:
     """Rows loaded by the clean-file path (crm.ingest.clean_copy), None if the file needs
     the row-by-row path (everything the attempt did is rolled back to a savepoint)."""
-    if feed.format != "csv" or facts.bad_lines:
+    if facts.bad_lines:
         return None
+    common = {
+        "encoding": facts.encoding,
+        "bom": facts.bom,
+        "data_lines": facts.data_lines,
+        "sha256": facts.sha256,
+        "load_id": load_id,
+        "loaded_at": started,
+    }
     try:
         with conn.transaction():
-            return load_clean_csv(
-                conn,
-                feed,
-                registry,
-                day,
-                path,
-                header=header,
-                encoding=facts.encoding,
-                bom=facts.bom,
-                data_lines=facts.data_lines,
-                sha256=facts.sha256,
-                load_id=load_id,
-                loaded_at=started,
-            )
+            if feed.format == "csv":
+                return load_clean_csv(conn, feed, registry, day, path, header=header, **common)
+            return load_clean_jsonl(conn, feed, registry, day, path, **common)
     except (NotClean, psycopg.errors.DataError, psycopg.errors.IntegrityError) as why:
         log.info("feed=%s day=%s file=%s: loading row by row (%s)", feed.name, day, path, str(why).strip())
         return None
