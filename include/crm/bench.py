@@ -85,17 +85,19 @@ def bench_ingest(customers: int, work: Path) -> dict[str, Any]:
                 }
         with psycopg.connect(url, autocommit=True) as conn:
             for feed in registry.load_order():
-                if feed.name not in results or feed.format != "csv":
+                if feed.name not in results:
                     continue
                 path = landing / feed.name / START.isoformat() / feed.file
-                cols = ", ".join(f'"{c}" text' for c in feed.column_names)
+                if feed.format == "csv":
+                    cols = ", ".join(f'"{c}" text' for c in feed.column_names)
+                    options = f"format csv, header true, delimiter '{feed.delimiter}'"
+                else:  # JSON Lines: each line as one text value (no quote or delimiter byte occurs)
+                    cols = "line text"
+                    options = "format csv, quote e'\\x01', delimiter e'\\x02'"
                 conn.execute(f"create table public.plain_copy ({cols})")
                 started = time.perf_counter()
                 with (
-                    conn.cursor().copy(
-                        "copy public.plain_copy from stdin (format csv, header true, delimiter %s)",
-                        (feed.delimiter,),
-                    ) as copy,
+                    conn.cursor().copy(f"copy public.plain_copy from stdin ({options})") as copy,
                     open(path, "rb") as fh,
                 ):
                     while block := fh.read(1 << 20):
@@ -112,17 +114,20 @@ def bench_ingest(customers: int, work: Path) -> dict[str, Any]:
     total_rows = sum(r["rows"] for r in results.values())
     total_s = sum(r["loader_s"] for r in results.values())
     copy_feeds = [r for r in results.values() if "plain_copy_s" in r]
+    csv_feeds = [r for name, r in results.items() if registry.feed(name).format == "csv"]
     return {
         "customers": customers,
         "feeds": results,
         "total_rows": total_rows,
         "total_loader_s": round(total_s, 2),
         "loader_rows_s": round(total_rows / total_s) if total_s else None,
-        "loader_vs_copy_csv_feeds": round(
+        # Seconds of plain COPY / seconds of the loader, summed over the feeds (the target: >= 0.5).
+        "loader_vs_copy_all_feeds": round(
             sum(r["plain_copy_s"] for r in copy_feeds) / sum(r["loader_s"] for r in copy_feeds), 2
-        )
-        if copy_feeds
-        else None,
+        ),
+        "loader_vs_copy_csv_feeds": round(
+            sum(r["plain_copy_s"] for r in csv_feeds) / sum(r["loader_s"] for r in csv_feeds), 2
+        ),
     }
 
 
