@@ -734,9 +734,17 @@ def load_file(
                     f"{path}: {result.rows_in_file} rows in file but {result.rows_loaded} loaded + "
                     f"{result.rows_quarantined} quarantined; load rolled back"
                 )
-            # Fresh statistics for the new day: the next feeds' reference checks (an index
-            # probe, not a scan of all customers, for a small file) and dbt plan with them.
-            conn.execute(sql.SQL("analyze raw.{}").format(sql.Identifier(partition_name(feed, day))))
+            # Fresh statistics for the new day (row count; keys and references): the next
+            # feeds' reference checks (an index probe, not a scan of every customer, for a
+            # small file) and dbt plan with them. Only those columns: a full ANALYZE of a
+            # wide feed costs more than its COPY (customers: 0.4 s vs 0.04 s).
+            lookups = dict.fromkeys([*feed.key, *(c.name for c in feed.columns if c.reference or c.index)])
+            conn.execute(
+                sql.SQL("analyze raw.{} ({})").format(
+                    sql.Identifier(partition_name(feed, day)),
+                    sql.SQL(", ").join(map(sql.Identifier, lookups)),
+                )
+            )
             later = conn.execute(
                 "select max(business_date) from audit.load_log"
                 " where feed = %s and status = 'loaded' and business_date > %s",
