@@ -37,14 +37,14 @@ def _server():
 @warehouse_app.command("start")
 def warehouse_start() -> None:
     """Start the embedded warehouse (if needed) and migrate it to the latest version."""
-    from crm.warehouse import ensure_ready, owner_url
+    from crm.warehouse import ensure_ready, owner_url, redact
     from crm.warehouse.server import EmbeddedWarehouse
 
     settings = get_settings()
     ensure_ready(settings)
     if settings.embedded:
         typer.echo(f"warehouse {EmbeddedWarehouse(settings).status()}")
-    typer.echo(f"owner URL: {_redact(owner_url(settings))}   (full: crm warehouse url)")
+    typer.echo(f"owner URL: {redact(owner_url(settings))}   (full: crm warehouse url)")
 
 
 @warehouse_app.command("stop")
@@ -116,15 +116,6 @@ def airflow_cmd(
     env["AIRFLOW__API__PORT"] = str(port)
     exe = Path(os.sys.executable).with_name("airflow")
     os.execve(str(exe), [str(exe), "standalone"], env)
-
-
-def _redact(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@", 1)
-    return url
 
 
 def _parse_day(value: str) -> dt.date:

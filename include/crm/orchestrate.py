@@ -89,7 +89,7 @@ def demo(customers: int, days: int, start: dt.date, seed: int, settings: Setting
     """Fresh sample bank -> every day through the pipeline -> say where everything is."""
     from crm.generator import generate
     from crm.report import warehouse_summary
-    from crm.warehouse import ensure_ready, owner_url, role_url
+    from crm.warehouse import ensure_ready, owner_url, redact, role_url
 
     settings = settings or get_settings()
     ensure_ready(settings)
@@ -101,8 +101,9 @@ def demo(customers: int, days: int, start: dt.date, seed: int, settings: Setting
     print()
     print(warehouse_summary(settings))
     print()
-    print(f"warehouse (owner): {owner_url(settings)}")
-    print(f"BI, read-only:     {role_url('crm_bi_reader', settings)}")
+    # Passwords stay off the terminal and CI logs: `crm warehouse url` / `crm bi-url` print them.
+    print(f"warehouse (owner): {redact(owner_url(settings))}   (full: crm warehouse url)")
+    print(f"BI, read-only:     {redact(role_url('crm_bi_reader', settings))}   (full: crm bi-url)")
     print(f"run logs:          {settings.home / 'logs'}")
     if failed:
         print(f"FAILED: {', '.join(f'{f.dag_id} {f.day}' for f in failed)}")

@@ -52,6 +52,14 @@ def role_url(role: str, settings: Settings | None = None, *, base_url: str | Non
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def redact(url: str) -> str:
+    """The URL with its password replaced by ``***`` (for logs and terminals)."""
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
 def with_database(url: str, database: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
