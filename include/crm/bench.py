@@ -111,6 +111,7 @@ def bench_ingest(customers: int, work: Path) -> dict[str, Any]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute("drop database if exists crm_bench with (force)")
+    faulty = _bench_faulty_day(customers, work)
     total_rows = sum(r["rows"] for r in results.values())
     total_s = sum(r["loader_s"] for r in results.values())
     copy_feeds = [r for r in results.values() if "plain_copy_s" in r]
@@ -125,9 +126,65 @@ def bench_ingest(customers: int, work: Path) -> dict[str, Any]:
         "loader_vs_copy_all_feeds": round(
             sum(r["plain_copy_s"] for r in copy_feeds) / sum(r["loader_s"] for r in copy_feeds), 2
         ),
+        "faulty_day": faulty,
         "loader_vs_copy_csv_feeds": round(
             sum(r["plain_copy_s"] for r in csv_feeds) / sum(r["loader_s"] for r in csv_feeds), 2
         ),
+    }
+
+
+FAULTY_DAY = "missing_key=0.0005,bad_date=0.0005,duplicate_key=0.0005,unknown_customer=0.0005,bad_json=0.0005"
+
+
+def _bench_faulty_day(customers: int, work: Path) -> dict[str, Any]:
+    """The same day with a few bad rows in the leaf feeds: those files fall back from the
+    clean path to the row-by-row path (the cost of a dirty file, quarantine included)."""
+    from crm.feeds import load_registry
+    from crm.generator import generate
+    from crm.ingest import load_file
+    from crm.warehouse import bootstrap, owner_url, role_url, with_database
+
+    settings = get_settings()
+    landing = work / "landing_faulty"
+    generate(
+        customers=customers,
+        start=START,
+        days=1,
+        seed=7,
+        out=landing,
+        truth=work / "truth_faulty",
+        faults=FAULTY_DAY,
+    )
+    admin = with_database(owner_url(settings), "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("drop database if exists crm_bench_faulty with (force)")
+        conn.execute("create database crm_bench_faulty")
+    url = with_database(owner_url(settings), "crm_bench_faulty")
+    bootstrap(url, settings)
+    registry = load_registry()
+    rows = quarantined = 0
+    methods: dict[str, int] = {}
+    try:
+        with psycopg.connect(role_url("crm_loader", settings, base_url=url)) as conn:
+            started = time.perf_counter()
+            for feed in registry.load_order():
+                path = landing / feed.name / START.isoformat() / feed.file
+                if path.exists():
+                    result = load_file(conn, feed, START, path, registry=registry)
+                    rows += result.rows_in_file
+                    quarantined += result.rows_quarantined
+                    methods[result.method] = methods.get(result.method, 0) + 1
+            seconds = time.perf_counter() - started
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("drop database if exists crm_bench_faulty with (force)")
+    return {
+        "faults": FAULTY_DAY,
+        "rows": rows,
+        "quarantined": quarantined,
+        "files_by_method": methods,
+        "loader_s": round(seconds, 2),
+        "loader_rows_s": round(rows / seconds),
     }
 
 
