@@ -19,6 +19,22 @@ def _rows(result) -> dict[str, int]:
     }
 
 
+def _nodes(result) -> dict[str, dict]:
+    """Per kind of node (model, test, seed, snapshot): how many ran and their summed seconds."""
+    kinds: dict[str, dict] = {}
+    for node in result.result.results:
+        kind = kinds.setdefault(str(node.node.resource_type), {"count": 0, "s": 0.0})
+        kind["count"] += 1
+        kind["s"] += node.execution_time
+    return {name: {"count": k["count"], "s": round(k["s"], 1)} for name, k in sorted(kinds.items())}
+
+
+def _slowest(result, top: int = 10) -> list[list]:
+    """The ``top`` nodes by execution time: [name, seconds], slowest first."""
+    timed = sorted(result.result.results, key=lambda node: node.execution_time, reverse=True)
+    return [[node.node.name, round(node.execution_time, 2)] for node in timed[:top]]
+
+
 def bench(customers: int, work: Path, days: int = 90) -> dict:
     from crm.feeds import load_registry
     from crm.generator import generate
@@ -70,6 +86,10 @@ def bench(customers: int, work: Path, days: int = 90) -> dict:
         "full_refresh_s": round(full_s, 1),
         "one_day_incremental_s": round(inc_s, 1),
         "incremental_vs_full_time": round(inc_s / full_s, 3),
+        "nodes_full_refresh": _nodes(full),
+        "nodes_one_day": _nodes(incremental),
+        "slowest_full_refresh": _slowest(full),
+        "slowest_one_day": _slowest(incremental),
         "fact_rows_full_refresh": sum(full_rows.get(f, 0) for f in facts),
         "fact_rows_one_day": sum(inc_rows.get(f, 0) for f in facts),
         "incremental_vs_full_fact_rows": round(
