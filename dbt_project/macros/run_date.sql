@@ -40,3 +40,24 @@
         where {{ column }} <= {{ run_date() }}
     {%- endif -%}
 {%- endmacro %}
+
+{#- Local days a model grouped by local day rebuilds on a daily run: the days to build and
+    the local days of `model`'s rows (filtered by `where`) in those business days (an event
+    can fall on another local day than the business day of its file). A literal list, like
+    days_to_build(). -#}
+{% macro local_days_to_build(model, where='true') -%}
+    {%- if execute -%}
+        {%- set business_days = days_to_build() -%}
+        {%- set query -%}
+            select local_date from {{ model }}
+            where business_date in {{ business_days }} and {{ where }}
+            union
+            select business_day from unnest(array[{{ business_days[1:-1] }}]) as business_day
+            order by 1
+        {%- endset -%}
+        {%- set days = run_query(query).columns[0].values() -%}
+        ({% for day in days %}'{{ day }}'::date{% if not loop.last %}, {% endif %}{% endfor %})
+    {%- else -%}
+        (null::date)
+    {%- endif -%}
+{%- endmacro %}

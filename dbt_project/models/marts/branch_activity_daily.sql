@@ -1,7 +1,20 @@
--- Branch counters per day: visits, queue waits and service times.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='local_date',
+        on_schema_change='fail',
+    )
+}}
+-- Branch counters per day: visits, queue waits and service times. A daily run rebuilds
+-- only the local days of the branch visits in the business days it builds.
 with visits as (
     select * from {{ ref('fct_interactions') }}
-    where channel = 'branch'
+    where
+        channel = 'branch'
+    {% if is_incremental() %}
+        and local_date in {{ local_days_to_build(ref('fct_interactions'), "channel = 'branch'") }}
+    {% endif %}
 ),
 
 final as (

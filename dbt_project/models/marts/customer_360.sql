@@ -24,55 +24,37 @@ holdings as (
     select * from {{ ref('int_product_holdings') }}
 ),
 
-balances_today as (
-    select
-        customer_id,
-        sum(balance_hkd) filter (where is_asset and balance_hkd > 0) as trb_hkd,
-        -sum(balance_hkd) filter (where not is_asset and balance_hkd < 0) as liabilities_hkd
-    from {{ ref('fct_daily_balances') }}
-    where business_date = (select snapshot_date from params)
-    group by customer_id
-),
-
-balances_window as (
-    select
-        customer_id,
-        sum(daily_margin_hkd + daily_fee_hkd) as balance_margin_hkd,
-        sum(balance_hkd) filter (
-            where is_asset and business_date = (select snapshot_date - 30 from params)
-        ) as trb_hkd_30d_ago
-    from {{ ref('fct_daily_balances') }}
+-- The window's sums and counts from the per-customer daily totals (fct_customer_activity_daily).
+activity as (
+    select * from {{ ref('fct_customer_activity_daily') }}
     where business_date between (select window_start from params) and (select snapshot_date from params)
-    group by customer_id
 ),
 
-transactions as (
+activity_window as (
     select
         customer_id,
-        count(*) as txn_count,
-        sum(amount_hkd) as txn_amount_hkd,
-        sum(fee_hkd) as txn_fees_hkd,
-        max(business_date) as last_txn_date,
-        sum(amount_hkd) filter (where is_outflow_to_competitor) as outflow_to_competitors_hkd
-    from {{ ref('fct_transactions') }}
-    where business_date between (select window_start from params) and (select snapshot_date from params)
-    group by customer_id
-),
-
-interactions as (
-    select
-        customer_id,
-        count(*) as interactions,
-        count(*) filter (where channel = 'branch') as branch_visits,
-        count(*) filter (where channel = 'atm') as atm_events,
-        count(*) filter (where channel = 'online') as online_sessions,
-        count(*) filter (where channel = 'mobile') as mobile_events,
-        count(*) filter (where channel = 'contact_centre') as calls,
-        avg(wait_seconds) filter (where channel = 'branch') as avg_branch_wait_seconds,
+        sum(trb_hkd) filter (where business_date = (select snapshot_date from params)) as trb_hkd,
+        sum(liabilities_hkd) filter (where business_date = (select snapshot_date from params)) as liabilities_hkd,
+        sum(asset_balance_hkd) filter (
+            where business_date = (select snapshot_date - 30 from params)
+        ) as trb_hkd_30d_ago,
+        sum(balance_margin_hkd) as balance_margin_hkd,
+        sum(txn_count) as txn_count,
+        sum(txn_amount_hkd) as txn_amount_hkd,
+        sum(txn_fees_hkd) as txn_fees_hkd,
+        max(business_date) filter (where txn_count > 0) as last_txn_date,
+        sum(outflow_to_competitors_hkd) as outflow_to_competitors_hkd,
+        sum(interactions) as interactions,
+        sum(branch_visits) as branch_visits,
+        sum(atm_events) as atm_events,
+        sum(online_sessions) as online_sessions,
+        sum(mobile_events) as mobile_events,
+        sum(calls) as calls,
+        -- The mean of the window's timed branch waits (what avg() over the visits gives).
+        sum(branch_wait_seconds)::numeric / nullif(sum(branch_waits_timed), 0) as avg_branch_wait_seconds,
         sum(cost_to_serve_hkd) as cost_to_serve_hkd,
-        max(business_date) as last_interaction_date
-    from {{ ref('fct_interactions') }}
-    where business_date between (select window_start from params) and (select snapshot_date from params)
+        max(business_date) filter (where interactions > 0) as last_interaction_date
+    from activity
     group by customer_id
 ),
 
@@ -153,20 +135,20 @@ joined as (
         coalesce(holdings.accounts_ever, 0) as accounts_ever,
         coalesce(holdings.open_accounts, 0) as open_accounts,
         coalesce(holdings.products_held, 0) as products_held,
-        coalesce(balances_today.trb_hkd, 0) as trb_hkd,
-        coalesce(balances_today.liabilities_hkd, 0) as liabilities_hkd,
-        balances_window.trb_hkd_30d_ago,
-        coalesce(transactions.txn_count, 0) as txn_count,
-        coalesce(transactions.txn_amount_hkd, 0) as txn_amount_hkd,
-        coalesce(transactions.outflow_to_competitors_hkd, 0) as outflow_to_competitors_hkd,
-        coalesce(interactions.interactions, 0) as interactions,
-        coalesce(interactions.branch_visits, 0) as branch_visits,
-        coalesce(interactions.atm_events, 0) as atm_events,
-        coalesce(interactions.online_sessions, 0) as online_sessions,
-        coalesce(interactions.mobile_events, 0) as mobile_events,
-        coalesce(interactions.calls, 0) as calls,
-        interactions.avg_branch_wait_seconds,
-        greatest(transactions.last_txn_date, interactions.last_interaction_date) as last_activity_date,
+        coalesce(activity_window.trb_hkd, 0) as trb_hkd,
+        coalesce(activity_window.liabilities_hkd, 0) as liabilities_hkd,
+        activity_window.trb_hkd_30d_ago,
+        coalesce(activity_window.txn_count, 0) as txn_count,
+        coalesce(activity_window.txn_amount_hkd, 0) as txn_amount_hkd,
+        coalesce(activity_window.outflow_to_competitors_hkd, 0) as outflow_to_competitors_hkd,
+        coalesce(activity_window.interactions, 0) as interactions,
+        coalesce(activity_window.branch_visits, 0) as branch_visits,
+        coalesce(activity_window.atm_events, 0) as atm_events,
+        coalesce(activity_window.online_sessions, 0) as online_sessions,
+        coalesce(activity_window.mobile_events, 0) as mobile_events,
+        coalesce(activity_window.calls, 0) as calls,
+        activity_window.avg_branch_wait_seconds,
+        greatest(activity_window.last_txn_date, activity_window.last_interaction_date) as last_activity_date,
         coalesce(complaints.complaints, 0) as complaints,
         coalesce(complaints.open_complaints, 0) as open_complaints,
         coalesce(surveys.surveys_answered, 0) as surveys_answered,
@@ -174,9 +156,9 @@ joined as (
         surveys.avg_likely_to_continue,
         coalesce(campaigns.campaign_responses, 0) as campaign_responses,
         coalesce(referrals.referrals_made, 0) as referrals_made,
-        coalesce(balances_window.balance_margin_hkd, 0) as balance_margin_hkd,
-        coalesce(transactions.txn_fees_hkd, 0) as txn_fees_hkd,
-        coalesce(interactions.cost_to_serve_hkd, 0) as cost_to_serve_hkd,
+        coalesce(activity_window.balance_margin_hkd, 0) as balance_margin_hkd,
+        coalesce(activity_window.txn_fees_hkd, 0) as txn_fees_hkd,
+        coalesce(activity_window.cost_to_serve_hkd, 0) as cost_to_serve_hkd,
         coalesce(campaigns.marketing_cost_hkd, 0) as marketing_cost_hkd,
         churn_scores.churn_probability,
         churn_scores.model_version as churn_model_version,
@@ -184,10 +166,7 @@ joined as (
     from customers
     cross join params
     left join holdings on customers.customer_id = holdings.customer_id
-    left join balances_today on customers.customer_id = balances_today.customer_id
-    left join balances_window on customers.customer_id = balances_window.customer_id
-    left join transactions on customers.customer_id = transactions.customer_id
-    left join interactions on customers.customer_id = interactions.customer_id
+    left join activity_window on customers.customer_id = activity_window.customer_id
     left join complaints on customers.customer_id = complaints.customer_id
     left join surveys on customers.customer_id = surveys.customer_id
     left join campaigns on customers.customer_id = campaigns.customer_id

@@ -4,6 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='snapshot_date',
         on_schema_change='fail',
+        post_hook="create index if not exists {{ this.name }}_snapshot_date_brin on {{ this }} using brin (snapshot_date)",
     )
 }}
 -- Segments of every customer on each snapshot date: lifecycle, TRB tier, LV quadrant,

@@ -4,7 +4,10 @@
         incremental_strategy='delete+insert',
         unique_key='business_date',
         on_schema_change='fail',
-        post_hook="create index if not exists {{ this.name }}_business_date_brin on {{ this }} using brin (business_date)",
+        post_hook=[
+            "create index if not exists {{ this.name }}_business_date_brin on {{ this }} using brin (business_date)",
+            "create index if not exists {{ this.name }}_local_date_brin on {{ this }} using brin (local_date)",
+        ],
     )
 }}
 with interactions as (

@@ -1,7 +1,21 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='month_start',
+        on_schema_change='fail',
+    )
+}}
 -- Month-over-month movement between segments: how many customers moved from each
 -- segment at the end of the previous month to each segment at the end of this month.
+-- A daily run changes one snapshot (the run date's): it rebuilds that month and any later
+-- ones (whose previous month it is), from the snapshots of the month before on.
+{% set first_month %}date_trunc('month', {{ run_date() }})::date{% endset %}
 with segments as (
     select * from {{ ref('customer_segments') }}
+    {% if is_incremental() %}
+        where snapshot_date >= ({{ first_month }} - interval '1 month')::date
+    {% endif %}
 ),
 
 month_end as (
@@ -30,6 +44,9 @@ pairs as (
         on
             this_month.customer_id = previous.customer_id
             and previous.month_start = (this_month.month_start - interval '1 month')::date
+    {% if is_incremental() %}
+        where this_month.month_start >= {{ first_month }}
+    {% endif %}
 ),
 
 unpivoted as (
