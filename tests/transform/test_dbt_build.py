@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from crm.ingest import load_file
-from crm.transform import build, generate_docs, plan_build
+from crm.transform import build, generate_docs, plan_build, run_dbt
 from crm.warehouse import role_url
 
 from .bank import DAYS, REG, START, load_days
@@ -172,6 +172,7 @@ def test_next_day_touches_only_that_day(built, db):
 # each that a full refresh for the same run date rebuilds (snapshot marts: that day's).
 INCREMENTAL_MARTS = {
     "fct_customer_activity_daily": "true",
+    "customer_activity_window": "snapshot_date = %(day)s",
     "customer_360": "snapshot_date = %(day)s",
     "customer_segments": "snapshot_date = %(day)s",
     "cross_sell_opportunities": "true",
@@ -184,13 +185,56 @@ INCREMENTAL_MARTS = {
 }
 
 
-def mart_rows(db, day: dt.date) -> dict[str, list[tuple]]:
+def mart_rows(db, day: dt.date, marts: dict[str, str] = INCREMENTAL_MARTS) -> dict[str, list[tuple]]:
     return {
         table: sorted(
             db.execute(f"select * from marts.{table} where {where}", {"day": day}).fetchall(), key=repr
         )
-        for table, where in INCREMENTAL_MARTS.items()
+        for table, where in marts.items()
     }
+
+
+def build_window(day: dt.date, window: int, *, full_refresh: bool = False, select: str):
+    """``dbt build`` of ``select`` for ``day`` with an activity window of ``window`` days."""
+    variables = {"run_date": day.isoformat(), "activity_window_days": window}
+    if not full_refresh:
+        variables["test_window_start"] = day.isoformat()
+    return run_dbt(
+        [
+            "build",
+            "--vars",
+            json.dumps(variables),
+            "--select",
+            select,
+            *(["--full-refresh"] if full_refresh else []),
+        ]
+    )
+
+
+def test_a_window_rolled_forward_day_by_day_equals_the_window_summed(built, db):
+    """A 3-day window: two daily runs each add the new day and drop the day that left the
+    window; the result equals summing the window afresh (a full refresh)."""
+    marts = {"customer_activity_window": "snapshot_date = %(day)s", "customer_360": "snapshot_date = %(day)s"}
+    first, last = START + dt.timedelta(days=DAYS - 3), START + dt.timedelta(days=DAYS - 1)
+    build_window(first, 3, full_refresh=True, select="customer_activity_window customer_360")
+    load_days(built, range(DAYS - 1, DAYS))
+    for day in (first + dt.timedelta(days=1), last):
+        result = build_window(day, 3, select="+customer_360")
+        window_sql = next(
+            n.node.compiled_code for n in result.result.results if n.node.name == "customer_activity_window"
+        )
+        assert "leaving" in window_sql, "the daily run rolled the previous day's window forward"
+    rolled = mart_rows(db, last, marts)
+    build_window(last, 3, full_refresh=True, select="customer_activity_window customer_360")
+    summed = mart_rows(db, last, marts)
+    assert len(summed["customer_activity_window"]) > 300
+    left = db.execute(
+        "select count(*) from marts.fct_customer_activity_daily where business_date = %s and txn_count > 0",
+        (last - dt.timedelta(days=3),),
+    ).fetchone()[0]
+    assert left > 0, "the day that left the window had activity to take out"
+    for table in marts:
+        assert rolled[table] == summed[table], f"{table}: the rolled window differs from the summed one"
 
 
 def test_next_day_with_a_late_day_equals_a_full_refresh(built, db):

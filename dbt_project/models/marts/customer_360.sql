@@ -24,38 +24,46 @@ holdings as (
     select * from {{ ref('int_product_holdings') }}
 ),
 
--- The window's sums and counts from the per-customer daily totals (fct_customer_activity_daily).
-activity as (
-    select * from {{ ref('fct_customer_activity_daily') }}
-    where business_date between (select window_start from params) and (select snapshot_date from params)
-),
-
-activity_window as (
+-- The day's balances and the window's sums and counts (customer_activity_window).
+balances as (
     select
         customer_id,
         sum(trb_hkd) filter (where business_date = (select snapshot_date from params)) as trb_hkd,
         sum(liabilities_hkd) filter (where business_date = (select snapshot_date from params)) as liabilities_hkd,
+        -- The window's balance 30 days earlier (none if the window is shorter).
         sum(asset_balance_hkd) filter (
-            where business_date = (select snapshot_date - 30 from params)
-        ) as trb_hkd_30d_ago,
-        sum(balance_margin_hkd) as balance_margin_hkd,
-        sum(txn_count) as txn_count,
-        sum(txn_amount_hkd) as txn_amount_hkd,
-        sum(txn_fees_hkd) as txn_fees_hkd,
-        max(business_date) filter (where txn_count > 0) as last_txn_date,
-        sum(outflow_to_competitors_hkd) as outflow_to_competitors_hkd,
-        sum(interactions) as interactions,
-        sum(branch_visits) as branch_visits,
-        sum(atm_events) as atm_events,
-        sum(online_sessions) as online_sessions,
-        sum(mobile_events) as mobile_events,
-        sum(calls) as calls,
-        -- The mean of the window's timed branch waits (what avg() over the visits gives).
-        sum(branch_wait_seconds)::numeric / nullif(sum(branch_waits_timed), 0) as avg_branch_wait_seconds,
-        sum(cost_to_serve_hkd) as cost_to_serve_hkd,
-        max(business_date) filter (where interactions > 0) as last_interaction_date
-    from activity
+            where business_date = (select snapshot_date - 30 from params) and {{ window }} > 30
+        ) as trb_hkd_30d_ago
+    from {{ ref('fct_customer_activity_daily') }}
+    where business_date in ({{ run_date() }}, {{ run_date() }} - 30)
     group by customer_id
+),
+
+activity_window as (
+    select
+        activity.customer_id,
+        balances.trb_hkd,
+        balances.liabilities_hkd,
+        balances.trb_hkd_30d_ago,
+        activity.balance_margin_hkd,
+        activity.txn_count,
+        activity.txn_amount_hkd,
+        activity.txn_fees_hkd,
+        activity.last_txn_date,
+        activity.outflow_to_competitors_hkd,
+        activity.interactions,
+        activity.branch_visits,
+        activity.atm_events,
+        activity.online_sessions,
+        activity.mobile_events,
+        activity.calls,
+        -- The mean of the window's timed branch waits (what avg() over the visits gives).
+        activity.branch_wait_seconds::numeric / nullif(activity.branch_waits_timed, 0) as avg_branch_wait_seconds,
+        activity.cost_to_serve_hkd,
+        activity.last_interaction_date
+    from {{ ref('customer_activity_window') }} as activity
+    left join balances on activity.customer_id = balances.customer_id
+    where activity.snapshot_date = {{ run_date() }}
 ),
 
 complaints as (
