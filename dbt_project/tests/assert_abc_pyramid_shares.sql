@@ -1,8 +1,12 @@
 -- The ABC pyramid puts exactly round(share x N) segmented customers in each tier
--- (1 / 19 / 30 / 50 %). Returns the snapshot dates where it does not.
+-- (1 / 19 / 30 / 50 %). Returns the snapshot dates (being built, or all) where it does not.
 with segments as (
     select * from {{ ref('customer_segments') }}
-    where abc_tier is not null
+    where
+        abc_tier is not null
+        {% if var('test_window_start') %}
+            and snapshot_date >= '{{ var("test_window_start") }}'::date
+        {% endif %}
 ),
 
 counts as (
