@@ -1,8 +1,20 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='month_start',
+        on_schema_change='fail',
+    )
+}}
 -- Point-in-time features for the churn and CLV models: the last customer_360 snapshot of
 -- each month. Every customer_360 snapshot uses only data known on its date, so training
--- on these rows never sees the future.
+-- on these rows never sees the future. A daily run adds one snapshot (the run date's): it
+-- rebuilds that month and any later ones.
 with snapshots as (
     select * from {{ ref('customer_360') }}
+    {% if is_incremental() %}
+        where snapshot_date >= date_trunc('month', {{ run_date() }})::date
+    {% endif %}
 ),
 
 month_end as (
