@@ -12,9 +12,9 @@ with visits as (
     select * from {{ ref('fct_interactions') }}
     where
         channel = 'branch'
-    {% if is_incremental() %}
-        and local_date in {{ local_days_to_build(ref('fct_interactions'), "channel = 'branch'") }}
-    {% endif %}
+        {% if is_incremental() %}
+            and local_date in {{ local_days_to_build(ref('fct_interactions'), "channel = 'branch'") }}
+        {% endif %}
 ),
 
 final as (
