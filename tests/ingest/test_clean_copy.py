@@ -74,7 +74,8 @@ def test_clean_file_is_one_typed_copy_with_the_same_rows_as_the_row_path(tmp_pat
         ({"status": "gone"}, "NOT_ACCEPTED", "status"),
         ({"onboarding_date": "2026-01-06"}, "FUTURE_DATE", "onboarding_date"),
         ({"customer_id": "C000000001"}, "DUPLICATE_KEY", "customer_id"),
-        ({"address": "北京市, 朝阳区"}, None, None),  # quoted field: row path, nothing wrong
+        # A quoted field is checked with the csv module: the bad date beside it is still found.
+        ({"address": "北京市, 朝阳区", "birth_date": "1980/05/01"}, "BAD_TYPE", "birth_date"),
     ],
 )
 def test_one_bad_line_sends_the_file_row_by_row_and_only_it_is_quarantined(
@@ -85,13 +86,25 @@ def test_one_bad_line_sends_the_file_row_by_row_and_only_it_is_quarantined(
     path = write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, rows)
     result = load_file(loader_conn, CUSTOMERS, DAY, path)
     assert result.method == "rows"
-    if reason is None:
-        assert counts(db, "core_customers") == (100, 0)
-        return
     assert (result.rows_loaded, result.rows_quarantined) == (99, 1)
     assert db.execute(
         "select _line_number, reason, column_name from quarantine.core_customers"
     ).fetchall() == [(43, reason, column)]
+
+
+def test_quoted_fields_keep_the_clean_path(tmp_path, loader_conn, db):
+    rows = [customer_row(i, **CLEAN) for i in range(1, 101)]
+    rows[6] = customer_row(7, address='北京市, "朝阳区" 1号', full_name="王伟")
+    path = write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, rows)
+    assert '"' in path.read_text(encoding="utf-8")
+    result = load_file(loader_conn, CUSTOMERS, DAY, path)
+    assert (result.method, result.rows_loaded) == ("copy", 100)
+    assert db.execute(
+        "select address, _line_number from raw.core_customers where customer_id = 'C000000007'"
+    ).fetchone() == (
+        '北京市, "朝阳区" 1号',
+        8,
+    )
 
 
 def test_unknown_reference_sends_the_file_row_by_row(tmp_path, loader_conn, db):

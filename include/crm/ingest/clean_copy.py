@@ -25,6 +25,7 @@ depend on the path that loaded it.
 from __future__ import annotations
 
 import codecs
+import csv
 import datetime as dt
 import logging
 import re
@@ -111,8 +112,8 @@ class LineChecker:
 
     One regular expression per block walks every line once (possessive, no backtracking).
     ISO shapes matter because PostgreSQL's date input would also take ``01/02/2026``,
-    ambiguously. A quote character sends the file to the row-by-row path: a quoted field
-    may hold the delimiter.
+    ambiguously. A block with a quote character (a quoted field may hold the delimiter)
+    is checked line by line with the csv module, the same rules field by field.
     """
 
     def __init__(self, feed: Feed, header: list[str], encoding: str, first_line: int) -> None:
@@ -120,22 +121,45 @@ class LineChecker:
         self.raw = codecs.lookup(encoding).name in ASCII_SAFE
         d = re.escape(feed.delimiter)
         field = rf"[^{d}\r\n]*+"
-        line = d.join(python_field(feed.column(h), feed.delimiter) or field for h in header)
+        fields = [python_field(feed.column(h), feed.delimiter) for h in header]
+        line = d.join(f or field for f in fields)
         pattern = rf"(?:{line}\r?\n)*+"
-        self.quote = feed.quotechar
-        self.lines = re.compile(pattern.encode() if self.raw else pattern)
+        self.delimiter, self.quote = feed.delimiter, feed.quotechar
+        self.lines = re.compile(pattern.encode() if self.raw else pattern, re.ASCII)
         self.quote_b = self.quote.encode()
+        self.fields = [re.compile(f, re.ASCII) if f else None for f in fields]  # for quoted lines
         self.line = first_line  # the number of the next block's first line
 
     def check(self, block: bytes) -> None:
         text = block if self.raw else block.decode(self.encoding)
         if (self.quote_b if self.raw else self.quote) in text:
-            raise NotClean(f"quoted fields from line {self.line}")
+            self._check_quoted(block.decode(self.encoding))
+            return
         end = self.lines.match(text).end()
         if end != len(text):
             lineno = self.line + text.count(b"\n" if self.raw else "\n", 0, end)
             raise NotClean(f"line {lineno}: field count or date/timestamp shape")
         self.line += text.count(b"\n" if self.raw else "\n")
+
+    def _check_quoted(self, text: str) -> None:
+        lines = text.split("\n")
+        lines.pop()  # after the last line end
+        reader = csv.reader(
+            (x.removesuffix("\r") for x in lines), delimiter=self.delimiter, quotechar=self.quote, strict=True
+        )
+        try:
+            rows = list(reader)
+        except csv.Error as err:
+            raise NotClean(f"line {self.line + reader.line_num - 1}: {err}") from None
+        if len(rows) != len(lines):
+            raise NotClean(f"a quoted field spans lines after line {self.line}")
+        for i, row in enumerate(rows):
+            if len(row) != len(self.fields) or any(
+                rule is not None and not rule.fullmatch(value)
+                for rule, value in zip(self.fields, row, strict=True)
+            ):
+                raise NotClean(f"line {self.line + i}: field count or date/timestamp shape")
+        self.line += len(lines)
 
 
 def line_blocks(path: Path, bom: bool) -> Iterator[bytes]:
