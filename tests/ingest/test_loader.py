@@ -108,8 +108,8 @@ def test_crash_mid_copy_then_retry_leaves_exactly_one_copy(tmp_path, loader_conn
         return real_write(self, buffer)
 
     monkeypatch.setattr(psycopg.Copy, "write", exploding_write)
-    with pytest.raises(Boom):
-        load_file(loader_conn, CUSTOMERS, DAY, path, force=True)
+    with pytest.raises(Boom):  # the row-by-row path (test_clean_copy crashes the clean one)
+        load_file(loader_conn, CUSTOMERS, DAY, path, force=True, clean_copy=False)
     assert counts(db, "core_customers") == (5000, 0), "the failed load must leave the previous copy intact"
     monkeypatch.setattr(psycopg.Copy, "write", real_write)
     assert original is loader_module._Quarantined
