@@ -8,7 +8,7 @@ import pytest
 from crm.feeds import load_registry
 from crm.ingest import load_file
 
-from .test_loader import CUSTOMERS, DAY, VISITS, counts, customer_row, write_csv
+from .test_loader import CUSTOMERS, DAY, VISITS, counts, customer_row, visit_row, write_csv
 
 # No comma in the address, so the file has no quoted field and can take the clean path.
 CLEAN = {"address": "北京市朝阳区1号"}
@@ -114,16 +114,8 @@ def test_unknown_reference_sends_the_file_row_by_row(tmp_path, loader_conn, db):
         DAY,
         write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
     )
-    visit = {
-        "ticket_id": "Q000000000001",
-        "branch_id": "BR001",
-        "customer_id": "C000000001",
-        "ticket_time": "2026-01-05 09:00:00",
-        "wait_seconds": "300",
-        "service_type": "cash",
-        "remark": "ok",
-    }
-    stranger = {**visit, "ticket_id": "Q000000000002", "customer_id": "C000000777"}
+    visit = visit_row(remark="ok")
+    stranger = visit_row(remark="ok", ticket_id="Q000000000002", customer_id="C000000777")
     path = write_csv(tmp_path / "v.csv", VISITS.column_names, [visit, stranger], delimiter=";")
     result = load_file(loader_conn, VISITS, DAY, path)
     assert (result.method, result.rows_loaded, result.reasons) == ("rows", 1, {"UNKNOWN_REFERENCE": 1})
@@ -136,15 +128,7 @@ def test_clean_gbk_crlf_bom_files_take_the_clean_path(tmp_path, loader_conn, db)
         DAY,
         write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
     )
-    visit = {
-        "ticket_id": "Q000000000001",
-        "branch_id": "BR001",
-        "customer_id": "C000000001",
-        "ticket_time": "2026-01-05 09:00:00",
-        "wait_seconds": "300",
-        "service_type": "cash",
-        "remark": "客户很满意",
-    }
+    visit = visit_row()
     gbk = write_csv(
         tmp_path / "g.csv", VISITS.column_names, [visit], delimiter=";", encoding="gbk", lineterminator="\r\n"
     )

@@ -47,6 +47,20 @@ def customer_row(n: int, **overrides: str) -> dict[str, str]:
     return row
 
 
+def visit_row(**overrides: str) -> dict[str, str]:
+    row = {
+        "ticket_id": "Q000000000001",
+        "branch_id": "BR001",
+        "customer_id": "C000000001",
+        "ticket_time": "2026-01-05 09:00:00",
+        "wait_seconds": "300",
+        "service_type": "cash",
+        "remark": "客户很满意",
+    }
+    row.update(overrides)
+    return row
+
+
 def write_csv(path: Path, header: list[str], rows: list[dict[str, str]], delimiter: str = ",", **kw) -> Path:
     import csv
     import io
@@ -210,16 +224,7 @@ def test_tolerated_drift_gbk_bom_crlf_extra_column(tmp_path, loader_conn, db):
     load_file(
         loader_conn, CUSTOMERS, DAY, write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1)])
     )
-    visit = {
-        "ticket_id": "Q000000000001",
-        "branch_id": "BR001",
-        "customer_id": "C000000001",
-        "ticket_time": "2026-01-05 09:00:00",
-        "wait_seconds": "300",
-        "service_type": "cash",
-        "remark": "客户很满意",
-        "queue_colour": "blue",
-    }
+    visit = visit_row(queue_colour="blue")
     header = [*VISITS.column_names, "queue_colour"]
     path = write_csv(
         tmp_path / "visits.csv", header, [visit], delimiter=";", encoding="gbk", lineterminator="\r\n"

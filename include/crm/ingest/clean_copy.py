@@ -232,6 +232,7 @@ class NewPartition:
         python_checked: bool,
     ) -> None:
         self.conn, self.feed, self.registry, self.day = conn, feed, registry, day
+        self.started = time.perf_counter()
         self.table = sql.Identifier("raw", f"_load_{load_id}")
         lit = sql.Literal
         self.per_load = {
@@ -295,6 +296,22 @@ class NewPartition:
         if any(broken):
             raise NotClean("a repeated business key or an unknown reference")
 
+    def finish(self, rows: int) -> None:
+        """After the COPY: check keys and references, swap, log each phase's seconds."""
+        clock = [self.started, time.perf_counter()]
+        self.check_keys_and_references()
+        clock.append(time.perf_counter())
+        self.swap()
+        clock.append(time.perf_counter())
+        phases = ("checked_copy", "key_and_references", "swap")
+        log.info(
+            "feed=%s day=%s clean COPY of %d rows: %s",
+            self.feed.name,
+            self.day,
+            rows,
+            ", ".join(f"{p} {b - a:.3f}s" for p, a, b in zip(phases, clock[:-1], clock[1:], strict=True)),
+        )
+
     def swap(self) -> None:
         """Add the load's constants, drop the load-time rules, replace the day's partition."""
         ident, lit = sql.Identifier, sql.Literal
@@ -338,17 +355,6 @@ class NewPartition:
         self.conn.execute(sql.SQL("alter table {} drop constraint _day").format(partition))
 
 
-def _log_phases(feed: Feed, day: dt.date, rows: int, clock: list[float]) -> None:
-    phases = ("checked_copy", "key_and_references", "swap")
-    log.info(
-        "feed=%s day=%s clean COPY of %d rows: %s",
-        feed.name,
-        day,
-        rows,
-        ", ".join(f"{p} {b - a:.3f}s" for p, a, b in zip(phases, clock[:-1], clock[1:], strict=True)),
-    )
-
-
 def _pg_encoding(encoding: str) -> str:
     pg_encoding = PG_ENCODINGS.get(codecs.lookup(encoding).name)
     if pg_encoding is None:
@@ -379,7 +385,6 @@ def load_clean_csv(
     if sorted(header) != sorted(feed.column_names):
         raise NotClean("the header's columns differ from the registry's")
     pg_encoding = _pg_encoding(encoding)
-    clock = [time.perf_counter()]
     new = NewPartition(
         conn,
         feed,
@@ -417,12 +422,7 @@ def load_clean_csv(
         loaded = cur.rowcount
     if loaded != data_lines:
         raise NotClean(f"COPY read {loaded} rows from {data_lines} lines (a quoted line break?)")
-    clock.append(time.perf_counter())
-    new.check_keys_and_references()
-    clock.append(time.perf_counter())
-    new.swap()
-    clock.append(time.perf_counter())
-    _log_phases(feed, day, loaded, clock)
+    new.finish(loaded)
     return loaded
 
 
@@ -448,7 +448,6 @@ def load_clean_jsonl(
     to ``_extra``, as on the row-by-row path.
     """
     pg_encoding = _pg_encoding(encoding)
-    clock = [time.perf_counter()]
     new = NewPartition(
         conn,
         feed,
@@ -505,10 +504,5 @@ def load_clean_jsonl(
             sql.SQL("nullif(doc - {}::text[], '{{}}'::jsonb)").format(lit(feed.column_names)),
         )
     )
-    clock.append(time.perf_counter())
-    new.check_keys_and_references()
-    clock.append(time.perf_counter())
-    new.swap()
-    clock.append(time.perf_counter())
-    _log_phases(feed, day, loaded, clock)
+    new.finish(loaded)
     return loaded

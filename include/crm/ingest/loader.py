@@ -26,7 +26,7 @@ import psycopg
 from psycopg import Connection, sql
 
 from crm.feeds import Column, Feed, Registry, load_registry
-from crm.ingest.clean_copy import NotClean, load_clean_csv, load_clean_jsonl
+from crm.ingest.clean_copy import NotClean, line_blocks, load_clean_csv, load_clean_jsonl
 from crm.ingest.tables import ensure_feed_tables, ensure_partition, partition_name
 
 log = logging.getLogger(__name__)
@@ -115,35 +115,25 @@ def _scan(feed: Feed, path: Path) -> _FileFacts:
     crlf = False
     bom = False
     last = b""
-    carry = b""
-    with open(path, "rb") as fh:
-        while True:
-            raw = fh.read(COPY_CHUNK)
-            digest.update(raw)
-            size += len(raw)
-            if not raw:
-                block, carry = carry, b""
-            else:
-                raw = carry + raw
-                cut = raw.rfind(b"\n") + 1
-                block, carry = raw[:cut], raw[cut:]
-            if lines == 0 and block.startswith(codecs.BOM_UTF8):
-                bom = True
-                block = block[len(codecs.BOM_UTF8) :]
-            if block:
-                crlf = crlf or b"\r\n" in block
+    for block in line_blocks(path, bom=False):  # together, every byte of the file
+        digest.update(block)
+        size += len(block)
+        if lines == 0 and block.startswith(codecs.BOM_UTF8):
+            bom = True
+            block = block[len(codecs.BOM_UTF8) :]
+            if not block:  # the file is only a byte-order mark
+                continue
+        crlf = crlf or b"\r\n" in block
+        try:
+            block.decode(feed.encoding)
+        except UnicodeDecodeError:
+            for i, line in enumerate(block.split(b"\n"), start=lines + 1):
                 try:
-                    block.decode(feed.encoding)
+                    line.decode(feed.encoding)
                 except UnicodeDecodeError:
-                    for i, line in enumerate(block.split(b"\n"), start=lines + 1):
-                        try:
-                            line.decode(feed.encoding)
-                        except UnicodeDecodeError:
-                            bad.add(i)
-                lines += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-                last = block
-            if not raw:
-                break
+                    bad.add(i)
+        lines += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        last = block
     if size == 0 and feed.format == "csv":
         raise FileRefused(path, "FILE_EMPTY", "file has no bytes (a day with no rows still has a header)")
     if size == 0:  # JSON Lines: no events that day
