@@ -19,8 +19,7 @@
             where processed_at is null and business_date <= {{ run_date() }}
             order by 1
         {%- endset -%}
-        {%- set days = run_query(query).columns[0].values() -%}
-        ({% for day in days %}'{{ day }}'::date{% if not loop.last %}, {% endif %}{% endfor %})
+        {{- date_list(query) -}}
     {%- else -%}
         (null::date)
     {%- endif -%}
@@ -55,9 +54,14 @@
             select business_day from unnest(array[{{ business_days[1:-1] }}]) as business_day
             order by 1
         {%- endset -%}
-        {%- set days = run_query(query).columns[0].values() -%}
-        ({% for day in days %}'{{ day }}'::date{% if not loop.last %}, {% endif %}{% endfor %})
+        {{- date_list(query) -}}
     {%- else -%}
         (null::date)
     {%- endif -%}
+{%- endmacro %}
+
+{#- The dates a query returns (first column) as a literal list: ('2026-01-05'::date, ...). -#}
+{% macro date_list(query) -%}
+    {%- set days = run_query(query).columns[0].values() -%}
+    ({% for day in days %}'{{ day }}'::date{% if not loop.last %}, {% endif %}{% endfor %})
 {%- endmacro %}
