@@ -99,15 +99,17 @@ def crm_transform() -> None:
             test_behavior=TestBehavior.BUILD,
             should_detach_multiple_parents_tests=True,
         ),
-        # Daily runs test the days they build (dbt var test_window_start); a full-history test
-        # run is `crm dbt build` without --date.
         operator_args={
             # Unit tests check logic, not data: CI runs them (make test), daily runs do not.
             "dbt_cmd_flags": ["--exclude-resource-type", "unit_test"],
-            "vars": {
-                "run_date": RUN_DATE,
-                "test_window_start": TEST_WINDOW_START,
-                "reporting_currency": get_settings().reporting_currency,
+            # The run's day and test window (daily runs test the days they build; a
+            # full-history test run is `crm dbt build` without --date). Environment
+            # variables, not dbt vars: changed vars would make every task parse the whole
+            # project again (dbt macro build_setting).
+            "env": {
+                "CRM_RUN_DATE": RUN_DATE,
+                "CRM_TEST_WINDOW_START": TEST_WINDOW_START,
+                "CRM_REPORTING_CURRENCY": get_settings().reporting_currency,
             },
             "install_deps": False,
         },
@@ -116,7 +118,7 @@ def crm_transform() -> None:
         task_id="mark_reprocessed",
         macro_name="mark_reprocessed_requests",
         args={"up_to_request_id": LAST_REQUEST_ID},
-        vars={"run_date": RUN_DATE},
+        env={"CRM_RUN_DATE": RUN_DATE, "CRM_REPORTING_CURRENCY": get_settings().reporting_currency},
         project_dir=DBT_PROJECT,
         profile_config=PROFILE,
         invocation_mode=InvocationMode.DBT_RUNNER,

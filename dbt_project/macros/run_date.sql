@@ -1,7 +1,19 @@
-{#- The business day being built: var run_date, else the last day loaded into raw. -#}
+{#- A value fixed for one build (run_date, test_window_start): the dbt var, else the
+    environment variable CRM_<NAME> (how crm.transform and crm_transform pass them), else
+    ''. Read only when nodes run, never while dbt parses: a changed --vars, or an
+    environment variable read during parsing, makes dbt parse those files again on every
+    daily run (1-3 s); this way the partial parse stays valid. -#}
+{% macro build_setting(name) -%}
+    {%- if not execute -%}
+        {{- return('') -}}
+    {%- endif -%}
+    {{- return(var(name, none) or env_var('CRM_' ~ name | upper, '')) -}}
+{%- endmacro %}
+
+{#- The business day being built: build_setting run_date, else the last day loaded into raw. -#}
 {% macro run_date() -%}
-    {%- if var('run_date') -%}
-        '{{ var("run_date") }}'::date
+    {%- if build_setting('run_date') -%}
+        '{{ build_setting("run_date") }}'::date
     {%- else -%}
         (select coalesce(max(business_date), current_date) from {{ source('audit', 'load_log') }} where status = 'loaded')
     {%- endif -%}

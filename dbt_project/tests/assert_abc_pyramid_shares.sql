@@ -4,8 +4,8 @@ with segments as (
     select * from {{ ref('customer_segments') }}
     where
         abc_tier is not null
-        {% if var('test_window_start') %}
-            and snapshot_date >= '{{ var("test_window_start") }}'::date
+        {% if build_setting('test_window_start') %}
+            and snapshot_date >= '{{ build_setting("test_window_start") }}'::date
         {% endif %}
 ),
 

@@ -3,8 +3,8 @@
 -- being built, or all history when no test window is set).
 select snapshot_date, customer_id, count(*) as rows_for_customer
 from {{ ref('customer_segments') }}
-{% if var('test_window_start') %}
-    where snapshot_date >= '{{ var("test_window_start") }}'::date
+{% if build_setting('test_window_start') %}
+    where snapshot_date >= '{{ build_setting("test_window_start") }}'::date
 {% endif %}
 group by snapshot_date, customer_id
 having count(*) > 1

@@ -328,9 +328,9 @@ def test_crm_transform_dag_builds_the_new_day_and_the_late_one_under_airflow(bui
     ).fetchone()[0]
     assert customers > 300
     assert_no_pii_salt_in_airflow()
-    build_vars = json.loads(airflow_rendered_fields()["dbt.fct_transactions_model_build"])["vars"]
-    assert build_vars["run_date"] == last.isoformat(), "every node builds the day plan_run decided"
-    assert build_vars["test_window_start"] == late_day.isoformat(), "tests cover the late day rebuilt too"
+    build_env = json.loads(airflow_rendered_fields()["dbt.fct_transactions_model_build"])["env"]
+    assert build_env["CRM_RUN_DATE"] == last.isoformat(), "every node builds the day plan_run decided"
+    assert build_env["CRM_TEST_WINDOW_START"] == late_day.isoformat(), "tests cover the late day rebuilt too"
 
 
 def airflow_rendered_fields() -> dict[str, str]:
