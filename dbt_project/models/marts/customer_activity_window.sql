@@ -33,8 +33,15 @@ with params as (
         {{ run_date() }} - {{ window - 1 }} as window_start
 ),
 
+-- Only the days used (read twice when rolling, so PostgreSQL materializes this CTE: an
+-- unfiltered one would copy the whole history first).
 daily as (
     select * from {{ ref('fct_customer_activity_daily') }}
+    {% if roll %}
+        where business_date in ({{ run_date() }}, {{ run_date() }} - {{ window }})
+    {% else %}
+        where business_date between {{ run_date() }} - {{ window - 1 }} and {{ run_date() }}
+    {% endif %}
 ),
 
 {% if roll %}
@@ -100,11 +107,6 @@ daily as (
         full outer join leaving using (customer_id)
     ),
 {% else %}
-    in_window as (
-        select * from daily
-        where business_date between {{ run_date() }} - {{ window - 1 }} and {{ run_date() }}
-    ),
-
     summed as (
         select
             customer_id,
@@ -125,7 +127,7 @@ daily as (
             coalesce(sum(branch_waits_timed), 0) as branch_waits_timed,
             coalesce(sum(cost_to_serve_hkd), 0) as cost_to_serve_hkd,
             max(business_date) filter (where interactions > 0) as last_interaction_date
-        from in_window
+        from daily
         group by customer_id
     ),
 {% endif %}
