@@ -1,16 +1,12 @@
 {#- Data tests on incremental models test the days a daily run built. A test's where config
     says `<date column> >= __test_window_start__` (custom macros are not allowed in test
-    configs, so the placeholder is filled here, as dbt's docs suggest): build_setting
-    test_window_start when set, else no filter (a full-history test run). -#}
+    configs, so the placeholder is filled here, as dbt's docs suggest): the days this run
+    built (macro in_test_window), or no filter without a test window (a full-history run). -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where') -%}
-    {%- if where and '__test_window_start__' in where -%}
-        {%- set window_start = build_setting('test_window_start') -%}
-        {%- if window_start -%}
-            {%- set where = where | replace('__test_window_start__', "'" ~ window_start ~ "'::date") -%}
-        {%- else -%}
-            {%- set where = modules.re.sub('[a-z_]+ >= __test_window_start__', 'true', where) -%}
-        {%- endif -%}
+    {%- set placeholder = modules.re.search('([a-z_]+) >= __test_window_start__', where or '') -%}
+    {%- if placeholder -%}
+        {%- set where = where | replace(placeholder.group(0), in_test_window(placeholder.group(1))) -%}
     {%- endif -%}
     {%- if where -%}
         {%- set filtered -%}

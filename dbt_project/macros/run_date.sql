@@ -77,3 +77,16 @@
     {%- set days = run_query(query).columns[0].values() -%}
     ({% for day in days %}'{{ day }}'::date{% if not loop.last %}, {% endif %}{% endfor %})
 {%- endmacro %}
+
+{#- Whether `column` falls in the days this run built and tests: from build_setting
+    test_window_start to the run date (rows of later days, built by earlier runs of later
+    days, are not this run's: re-running an older day must not test them against
+    dimensions rebuilt as of that day). Without a test window: true (all history). -#}
+{% macro in_test_window(column) -%}
+    {%- set window_start = build_setting('test_window_start') -%}
+    {%- if window_start -%}
+        {{ column }} between '{{ window_start }}'::date and {{ run_date() }}
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}

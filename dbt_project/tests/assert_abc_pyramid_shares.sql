@@ -4,9 +4,7 @@ with segments as (
     select * from {{ ref('customer_segments') }}
     where
         abc_tier is not null
-        {% if build_setting('test_window_start') %}
-            and snapshot_date >= '{{ build_setting("test_window_start") }}'::date
-        {% endif %}
+        and {{ in_test_window('snapshot_date') }}
 ),
 
 counts as (

@@ -3,9 +3,7 @@
 -- being built, or all history when no test window is set).
 select snapshot_date, customer_id, count(*) as rows_for_customer
 from {{ ref('customer_segments') }}
-{% if build_setting('test_window_start') %}
-    where snapshot_date >= '{{ build_setting("test_window_start") }}'::date
-{% endif %}
+    where {{ in_test_window('snapshot_date') }}
 group by snapshot_date, customer_id
 having count(*) > 1
     or bool_or((lifecycle_stage in ('prospect', 'churned')) = (lv_quadrant is not null))
