@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from crm.feeds import load_registry
+from crm.feeds import Column, load_registry
 from crm.ingest import FileRefused, LoadBalanceError, load_file
 from crm.ingest import loader as loader_module
 
@@ -240,6 +240,34 @@ def test_tolerated_drift_gbk_bom_crlf_extra_column(tmp_path, loader_conn, db):
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().decode("gbk").encode("utf-8"))
     assert load_file(loader_conn, VISITS, DAY, bom, force=True).rows_loaded == 1
+
+
+@pytest.mark.parametrize("clean_copy", [True, False], ids=["clean_path", "row_path"])
+def test_a_column_added_to_the_registry_is_added_to_raw(tmp_path, loader_conn, db, clean_copy):
+    """A feed that gains a registered column after its raw table exists: the next load adds
+    the column; earlier days read null there."""
+    load_file(
+        loader_conn, CUSTOMERS, DAY, write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1)])
+    )
+    load_file(
+        loader_conn, VISITS, DAY, write_csv(tmp_path / "v1.csv", VISITS.column_names, [visit_row()], ";")
+    )
+    grown = VISITS.model_copy(
+        update={"columns": (*VISITS.columns, Column(name="queue_colour", accepted=("blue", "red")))}
+    )
+    later = DAY + dt.timedelta(days=1)
+    path = write_csv(
+        tmp_path / "v2.csv",
+        grown.column_names,
+        [visit_row(ticket_id="Q000000000002", queue_colour="blue")],
+        ";",
+    )
+    result = load_file(loader_conn, grown, later, path, clean_copy=clean_copy)
+    assert (result.rows_loaded, result.method) == (1, "copy" if clean_copy else "rows")
+    rows = db.execute(
+        "select _business_date, queue_colour, _extra from raw.branch_visits order by _business_date"
+    ).fetchall()
+    assert rows == [(DAY, None, None), (later, "blue", None)]
 
 
 def test_undecodable_file_without_tolerated_encoding_is_refused(tmp_path, loader_conn):

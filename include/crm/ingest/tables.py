@@ -37,6 +37,7 @@ def ensure_feed_tables(conn: Connection, feed: Feed) -> None:
             sql.Identifier(feed.name), sql.SQL(", ").join(cols)
         )
     )
+    add_new_columns(conn, feed)
     # Raw is written once a day, in bulk, and read by hash joins (reference checks, dbt):
     # no index, except where the registry asks for one (a key that the reference checks
     # of many small files look up; a new partition gets it when it is attached).
@@ -71,6 +72,36 @@ def ensure_feed_tables(conn: Connection, feed: Feed) -> None:
             sql.Identifier(f"{feed.name}_day"), sql.Identifier(feed.name)
         )
     )
+
+
+def add_new_columns(conn: Connection, feed: Feed) -> list[str]:
+    """Add the registry's columns that ``raw.<feed>`` lacks (a feed that gained a column
+    after its table was created); returns their names.
+
+    Earlier days' partitions read the new column as null: their files did not have it
+    (rows that carried it as an unregistered column keep it in ``_extra``). A nullable
+    column without a default is a catalogue change, not a rewrite; the ALTER runs only
+    when a column is missing, so daily loads take no lock on the parent table.
+    """
+    present = {
+        name
+        for (name,) in conn.execute(
+            "select attname from pg_attribute where attrelid = %s::regclass and attnum > 0 and not attisdropped",
+            (f"raw.{feed.name}",),
+        )
+    }
+    missing = [c for c in feed.columns if c.name not in present]
+    if missing:
+        conn.execute(
+            sql.SQL("alter table raw.{} {}").format(
+                sql.Identifier(feed.name),
+                sql.SQL(", ").join(
+                    sql.SQL("add column {} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type))
+                    for c in missing
+                ),
+            )
+        )
+    return [c.name for c in missing]
 
 
 def ensure_partition(conn: Connection, feed: Feed, day: dt.date) -> sql.Composed:
