@@ -12,6 +12,9 @@ with source as (
         understands_needs,
         _business_date
     from {{ source('raw', 'surveys') }}
+    -- As of the run date: a re-run of an earlier day sees the surveys known then
+    -- (service_quality is rebuilt whole from them).
+    where _business_date <= {{ run_date() }}
 ),
 
 final as (
