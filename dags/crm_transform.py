@@ -42,6 +42,13 @@ _PLAN = "ti.xcom_pull(task_ids='plan_run')"
 RUN_DATE = "{{ " + _PLAN + "['run_date'] }}"
 TEST_WINDOW_START = "{{ " + _PLAN + "['test_window_start'] }}"
 LAST_REQUEST_ID = "{{ " + _PLAN + "['last_request_id'] }}"
+# What every dbt task of a run reads through the macro build_setting (environment variables,
+# not dbt vars: changed vars would make each task parse the whole project again).
+DBT_ENV = {
+    "CRM_RUN_DATE": RUN_DATE,
+    "CRM_TEST_WINDOW_START": TEST_WINDOW_START,
+    "CRM_REPORTING_CURRENCY": get_settings().reporting_currency,
+}
 if not MANIFEST.exists():
     raise FileNotFoundError(
         f"{MANIFEST} is missing: crm_transform is rendered from the dbt manifest. Run "
@@ -102,15 +109,9 @@ def crm_transform() -> None:
         operator_args={
             # Unit tests check logic, not data: CI runs them (make test), daily runs do not.
             "dbt_cmd_flags": ["--exclude-resource-type", "unit_test"],
-            # The run's day and test window (daily runs test the days they build; a
-            # full-history test run is `crm dbt build` without --date). Environment
-            # variables, not dbt vars: changed vars would make every task parse the whole
-            # project again (dbt macro build_setting).
-            "env": {
-                "CRM_RUN_DATE": RUN_DATE,
-                "CRM_TEST_WINDOW_START": TEST_WINDOW_START,
-                "CRM_REPORTING_CURRENCY": get_settings().reporting_currency,
-            },
+            # The run's day and test window: daily runs test the days they build (a
+            # full-history test run is `crm dbt build` without --date).
+            "env": DBT_ENV,
             "install_deps": False,
         },
     )
@@ -118,7 +119,7 @@ def crm_transform() -> None:
         task_id="mark_reprocessed",
         macro_name="mark_reprocessed_requests",
         args={"up_to_request_id": LAST_REQUEST_ID},
-        env={"CRM_RUN_DATE": RUN_DATE, "CRM_REPORTING_CURRENCY": get_settings().reporting_currency},
+        env=DBT_ENV,
         project_dir=DBT_PROJECT,
         profile_config=PROFILE,
         invocation_mode=InvocationMode.DBT_RUNNER,

@@ -23,18 +23,14 @@
     late (audit.reprocess_requests not yet processed). Rendered as a literal list so
     PostgreSQL prunes the raw partitions instead of scanning every day. -#}
 {% macro days_to_build() -%}
-    {%- if execute -%}
-        {%- set query -%}
-            select {{ run_date() }} as business_date
-            union
-            select business_date from {{ source('audit', 'reprocess_requests') }}
-            where processed_at is null and business_date <= {{ run_date() }}
-            order by 1
-        {%- endset -%}
-        {{- date_list(query) -}}
-    {%- else -%}
-        (null::date)
-    {%- endif -%}
+    {%- set query -%}
+        select {{ run_date() }} as business_date
+        union
+        select business_date from {{ source('audit', 'reprocess_requests') }}
+        where processed_at is null and business_date <= {{ run_date() }}
+        order by 1
+    {%- endset -%}
+    {{- date_list(query) -}}
 {%- endmacro %}
 
 {#- Local (Asia/Shanghai) wall-clock timestamp -> timestamptz. -#}
@@ -57,23 +53,23 @@
     can fall on another local day than the business day of its file). A literal list, like
     days_to_build(). -#}
 {% macro local_days_to_build(model, where='true') -%}
-    {%- if execute -%}
-        {%- set business_days = days_to_build() -%}
-        {%- set query -%}
-            select local_date from {{ model }}
-            where business_date in {{ business_days }} and {{ where }}
-            union
-            select business_day from unnest(array[{{ business_days[1:-1] }}]) as business_day
-            order by 1
-        {%- endset -%}
-        {{- date_list(query) -}}
-    {%- else -%}
-        (null::date)
-    {%- endif -%}
+    {%- set business_days = days_to_build() -%}
+    {%- set query -%}
+        select local_date from {{ model }}
+        where business_date in {{ business_days }} and {{ where }}
+        union
+        select business_day from unnest(array[{{ business_days[1:-1] }}]) as business_day
+        order by 1
+    {%- endset -%}
+    {{- date_list(query) -}}
 {%- endmacro %}
 
-{#- The dates a query returns (first column) as a literal list: ('2026-01-05'::date, ...). -#}
+{#- The dates a query returns (first column) as a literal list: ('2026-01-05'::date, ...);
+    (null::date) while dbt parses (no query runs then). -#}
 {% macro date_list(query) -%}
+    {%- if not execute -%}
+        {{- return('(null::date)') -}}
+    {%- endif -%}
     {%- set days = run_query(query).columns[0].values() -%}
     ({% for day in days %}'{{ day }}'::date{% if not loop.last %}, {% endif %}{% endfor %})
 {%- endmacro %}

@@ -54,20 +54,14 @@ def bench_ingest(customers: int, work: Path) -> dict[str, Any]:
     from crm.feeds import load_registry
     from crm.generator import generate
     from crm.ingest import load_file
-    from crm.warehouse import bootstrap, owner_url, role_url, with_database
+    from crm.warehouse import role_url, scratch_database
 
     settings = get_settings()
     landing, truth = work / "landing", work / "truth"
     generate(customers=customers, start=START, days=1, seed=7, out=landing, truth=truth)
-    admin = with_database(owner_url(settings), "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("drop database if exists crm_bench with (force)")
-        conn.execute("create database crm_bench")
-    url = with_database(owner_url(settings), "crm_bench")
-    bootstrap(url, settings)
     registry = load_registry()
     results: dict[str, Any] = {}
-    try:
+    with scratch_database("crm_bench", settings) as url:
         with psycopg.connect(role_url("crm_loader", settings, base_url=url)) as conn:
             for feed in registry.load_order():
                 path = landing / feed.name / START.isoformat() / feed.file
@@ -111,9 +105,6 @@ def bench_ingest(customers: int, work: Path) -> dict[str, Any]:
                     entry["loader_vs_typed_copy"] = (
                         round(typed / entry["loader_s"], 2) if entry["loader_s"] else None
                     )
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("drop database if exists crm_bench with (force)")
     faulty = _bench_faulty_day(customers, work)
     total_rows = sum(r["rows"] for r in results.values())
     total_s = sum(r["loader_s"] for r in results.values())
@@ -162,7 +153,7 @@ def _bench_faulty_day(customers: int, work: Path) -> dict[str, Any]:
     from crm.feeds import load_registry
     from crm.generator import generate
     from crm.ingest import load_file
-    from crm.warehouse import bootstrap, owner_url, role_url, with_database
+    from crm.warehouse import role_url, scratch_database
 
     settings = get_settings()
     landing = work / "landing_faulty"
@@ -175,29 +166,22 @@ def _bench_faulty_day(customers: int, work: Path) -> dict[str, Any]:
         truth=work / "truth_faulty",
         faults=FAULTY_DAY,
     )
-    admin = with_database(owner_url(settings), "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("drop database if exists crm_bench_faulty with (force)")
-        conn.execute("create database crm_bench_faulty")
-    url = with_database(owner_url(settings), "crm_bench_faulty")
-    bootstrap(url, settings)
     registry = load_registry()
     rows = quarantined = 0
     methods: dict[str, int] = {}
-    try:
-        with psycopg.connect(role_url("crm_loader", settings, base_url=url)) as conn:
-            started = time.perf_counter()
-            for feed in registry.load_order():
-                path = landing / feed.name / START.isoformat() / feed.file
-                if path.exists():
-                    result = load_file(conn, feed, START, path, registry=registry)
-                    rows += result.rows_in_file
-                    quarantined += result.rows_quarantined
-                    methods[result.method] = methods.get(result.method, 0) + 1
-            seconds = time.perf_counter() - started
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("drop database if exists crm_bench_faulty with (force)")
+    with (
+        scratch_database("crm_bench_faulty", settings) as url,
+        psycopg.connect(role_url("crm_loader", settings, base_url=url)) as conn,
+    ):
+        started = time.perf_counter()
+        for feed in registry.load_order():
+            path = landing / feed.name / START.isoformat() / feed.file
+            if path.exists():
+                result = load_file(conn, feed, START, path, registry=registry)
+                rows += result.rows_in_file
+                quarantined += result.rows_quarantined
+                methods[result.method] = methods.get(result.method, 0) + 1
+        seconds = time.perf_counter() - started
     return {
         "faults": FAULTY_DAY,
         "rows": rows,

@@ -15,6 +15,12 @@
 -- exact, amounts are rounded to 4 decimals (their inputs have at most 4), and a last-activity
 -- date still inside the window stays the latest once the day before the window leaves it.
 {% set window = var('activity_window_days') %}
+{#- The daily totals the window adds up (both ways of building it). -#}
+{% set summed_columns = [
+    'balance_margin_hkd', 'txn_count', 'txn_amount_hkd', 'txn_fees_hkd', 'outflow_to_competitors_hkd',
+    'interactions', 'branch_visits', 'atm_events', 'online_sessions', 'mobile_events', 'calls',
+    'branch_wait_seconds', 'branch_waits_timed', 'cost_to_serve_hkd',
+] %}
 {% set roll = false %}
 {% if execute and is_incremental() %}
     {% set check %}
@@ -65,38 +71,14 @@ daily as (
             customer_id,
             coalesce(previous.days_in_window, 0) + (entering.customer_id is not null)::integer
             - (leaving.customer_id is not null)::integer as days_in_window,
-            coalesce(previous.balance_margin_hkd, 0) + coalesce(entering.balance_margin_hkd, 0)
-            - coalesce(leaving.balance_margin_hkd, 0) as balance_margin_hkd,
-            coalesce(previous.txn_count, 0) + coalesce(entering.txn_count, 0)
-            - coalesce(leaving.txn_count, 0) as txn_count,
-            coalesce(previous.txn_amount_hkd, 0) + coalesce(entering.txn_amount_hkd, 0)
-            - coalesce(leaving.txn_amount_hkd, 0) as txn_amount_hkd,
-            coalesce(previous.txn_fees_hkd, 0) + coalesce(entering.txn_fees_hkd, 0)
-            - coalesce(leaving.txn_fees_hkd, 0) as txn_fees_hkd,
-            coalesce(previous.outflow_to_competitors_hkd, 0) + coalesce(entering.outflow_to_competitors_hkd, 0)
-            - coalesce(leaving.outflow_to_competitors_hkd, 0) as outflow_to_competitors_hkd,
+            {%- for column in summed_columns %}
+                coalesce(previous.{{ column }}, 0) + coalesce(entering.{{ column }}, 0)
+                - coalesce(leaving.{{ column }}, 0) as {{ column }},
+            {%- endfor %}
             case
                 when entering.txn_count > 0 then entering.business_date
                 when previous.last_txn_date >= (select window_start from params) then previous.last_txn_date
             end as last_txn_date,
-            coalesce(previous.interactions, 0) + coalesce(entering.interactions, 0)
-            - coalesce(leaving.interactions, 0) as interactions,
-            coalesce(previous.branch_visits, 0) + coalesce(entering.branch_visits, 0)
-            - coalesce(leaving.branch_visits, 0) as branch_visits,
-            coalesce(previous.atm_events, 0) + coalesce(entering.atm_events, 0)
-            - coalesce(leaving.atm_events, 0) as atm_events,
-            coalesce(previous.online_sessions, 0) + coalesce(entering.online_sessions, 0)
-            - coalesce(leaving.online_sessions, 0) as online_sessions,
-            coalesce(previous.mobile_events, 0) + coalesce(entering.mobile_events, 0)
-            - coalesce(leaving.mobile_events, 0) as mobile_events,
-            coalesce(previous.calls, 0) + coalesce(entering.calls, 0)
-            - coalesce(leaving.calls, 0) as calls,
-            coalesce(previous.branch_wait_seconds, 0) + coalesce(entering.branch_wait_seconds, 0)
-            - coalesce(leaving.branch_wait_seconds, 0) as branch_wait_seconds,
-            coalesce(previous.branch_waits_timed, 0) + coalesce(entering.branch_waits_timed, 0)
-            - coalesce(leaving.branch_waits_timed, 0) as branch_waits_timed,
-            coalesce(previous.cost_to_serve_hkd, 0) + coalesce(entering.cost_to_serve_hkd, 0)
-            - coalesce(leaving.cost_to_serve_hkd, 0) as cost_to_serve_hkd,
             case
                 when entering.interactions > 0 then entering.business_date
                 when previous.last_interaction_date >= (select window_start from params)
@@ -111,21 +93,10 @@ daily as (
         select
             customer_id,
             count(*) as days_in_window,
-            coalesce(sum(balance_margin_hkd), 0) as balance_margin_hkd,
-            coalesce(sum(txn_count), 0) as txn_count,
-            coalesce(sum(txn_amount_hkd), 0) as txn_amount_hkd,
-            coalesce(sum(txn_fees_hkd), 0) as txn_fees_hkd,
-            coalesce(sum(outflow_to_competitors_hkd), 0) as outflow_to_competitors_hkd,
+            {%- for column in summed_columns %}
+                coalesce(sum({{ column }}), 0) as {{ column }},
+            {%- endfor %}
             max(business_date) filter (where txn_count > 0) as last_txn_date,
-            coalesce(sum(interactions), 0) as interactions,
-            coalesce(sum(branch_visits), 0) as branch_visits,
-            coalesce(sum(atm_events), 0) as atm_events,
-            coalesce(sum(online_sessions), 0) as online_sessions,
-            coalesce(sum(mobile_events), 0) as mobile_events,
-            coalesce(sum(calls), 0) as calls,
-            coalesce(sum(branch_wait_seconds), 0) as branch_wait_seconds,
-            coalesce(sum(branch_waits_timed), 0) as branch_waits_timed,
-            coalesce(sum(cost_to_serve_hkd), 0) as cost_to_serve_hkd,
             max(business_date) filter (where interactions > 0) as last_interaction_date
         from daily
         group by customer_id

@@ -38,20 +38,12 @@ from psycopg import Connection, sql
 from psycopg.copy import QueuedLibpqWriter
 
 from crm.feeds import Column, Feed, Registry
-from crm.ingest.tables import partition_name
+from crm.ingest.tables import partition_name, raw_columns
 
 log = logging.getLogger(__name__)
 
 LOCAL_TZ = "Asia/Shanghai"
 BLOCK = 1 << 20
-LINEAGE_DEFAULTS = (
-    "_business_date",
-    "_source_file",
-    "_file_sha256",
-    "_line_number",
-    "_load_id",
-    "_loaded_at",
-)
 
 DATE_SHAPE = r"\d{4}-\d{2}-\d{2}"
 TIMESTAMP_SHAPE = DATE_SHAPE + r"[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
@@ -247,11 +239,7 @@ class NewPartition:
             (f"_rule_{i}", expr)
             for i, expr in enumerate(e for col in feed.columns for e in _rule_checks(col, day, delimiter))
         ]
-        self.parent = conn.execute(
-            "select attname, format_type(atttypid, atttypmod), attnotnull from pg_attribute"
-            " where attrelid = %s::regclass and attnum > 0 and not attisdropped order by attnum",
-            (f"raw.{feed.name}",),
-        ).fetchall()
+        self.parent = raw_columns(conn, feed)
         ident = sql.Identifier
         definitions = [
             sql.SQL("{} {}{}{}").format(
@@ -363,39 +351,18 @@ def _pg_encoding(encoding: str) -> str:
 
 
 def load_clean_csv(
-    conn: Connection,
-    feed: Feed,
-    registry: Registry,
-    day: dt.date,
-    path: Path,
-    *,
-    header: list[str],
-    encoding: str,
-    bom: bool,
-    data_lines: int,
-    sha256: str,
-    load_id: int,
-    loaded_at: dt.datetime,
+    new: NewPartition, path: Path, *, header: list[str], encoding: str, bom: bool, data_lines: int
 ) -> int:
-    """Load a clean CSV file into a new table that replaces the day's partition; rows loaded.
+    """Load a clean CSV file into ``new`` (built with ``python_checked=True``), which then
+    replaces the day's partition; rows loaded.
 
     Call inside a savepoint: NotClean or a constraint error means roll back to it and
     load row by row.
     """
+    conn, feed = new.conn, new.feed
     if sorted(header) != sorted(feed.column_names):
         raise NotClean("the header's columns differ from the registry's")
     pg_encoding = _pg_encoding(encoding)
-    new = NewPartition(
-        conn,
-        feed,
-        registry,
-        day,
-        path=path,
-        sha256=sha256,
-        load_id=load_id,
-        loaded_at=loaded_at,
-        python_checked=True,
-    )
     lit = sql.Literal
     columns = sql.SQL(", ").join(sql.Identifier(h) for h in header)
     copy_sql = sql.SQL(
@@ -426,39 +393,17 @@ def load_clean_csv(
     return loaded
 
 
-def load_clean_jsonl(
-    conn: Connection,
-    feed: Feed,
-    registry: Registry,
-    day: dt.date,
-    path: Path,
-    *,
-    encoding: str,
-    bom: bool,
-    data_lines: int,
-    sha256: str,
-    load_id: int,
-    loaded_at: dt.datetime,
-) -> int:
-    """Load a clean JSON Lines file into a new table that replaces the day's partition.
+def load_clean_jsonl(new: NewPartition, path: Path, *, encoding: str, bom: bool, data_lines: int) -> int:
+    """Load a clean JSON Lines file into ``new`` (built with ``python_checked=False``), which
+    then replaces the day's partition; rows loaded.
 
     PostgreSQL parses every line as jsonb in one ``COPY`` (a temporary table: no WAL),
     checks that each is an object with ISO-shaped dates, and casts the registered keys
     into the new partition, whose constraints hold the row rules. Unregistered keys go
     to ``_extra``, as on the row-by-row path.
     """
+    conn, feed = new.conn, new.feed
     pg_encoding = _pg_encoding(encoding)
-    new = NewPartition(
-        conn,
-        feed,
-        registry,
-        day,
-        path=path,
-        sha256=sha256,
-        load_id=load_id,
-        loaded_at=loaded_at,
-        python_checked=False,
-    )
     conn.execute("create temp table _clean_doc (_line_number integer, doc jsonb) on commit drop")
     with conn.cursor() as cur:
         with cur.copy(

@@ -26,8 +26,8 @@ import psycopg
 from psycopg import Connection, sql
 
 from crm.feeds import Column, Feed, Registry, load_registry
-from crm.ingest.clean_copy import NotClean, line_blocks, load_clean_csv, load_clean_jsonl
-from crm.ingest.tables import ensure_feed_tables, ensure_partition, partition_name
+from crm.ingest.clean_copy import NewPartition, NotClean, line_blocks, load_clean_csv, load_clean_jsonl
+from crm.ingest.tables import LINEAGE_COLUMNS, ensure_feed_tables, ensure_partition, partition_name
 
 log = logging.getLogger(__name__)
 
@@ -539,18 +539,7 @@ def _load_rows(
     )
     conn.execute("create index on _bad (_line_number)")
     conn.execute("analyze _bad")
-    target_cols = [sql.Identifier(c) for c in feed.column_names] + [
-        sql.Identifier(n)
-        for n in (
-            "_business_date",
-            "_source_file",
-            "_file_sha256",
-            "_line_number",
-            "_load_id",
-            "_loaded_at",
-            "_extra",
-        )
-    ]
+    target_cols = [sql.Identifier(c) for c in [*feed.column_names, *(n for n, _ in LINEAGE_COLUMNS)]]
     values = [_typed(c, present) for c in feed.columns] + [
         sql.Literal(day),
         sql.Literal(str(path)),
@@ -617,19 +606,23 @@ def _load_clean(
     the row-by-row path (everything the attempt did is rolled back to a savepoint)."""
     if facts.bad_lines:
         return None
-    common = {
-        "encoding": facts.encoding,
-        "bom": facts.bom,
-        "data_lines": facts.data_lines,
-        "sha256": facts.sha256,
-        "load_id": load_id,
-        "loaded_at": started,
-    }
+    file = {"encoding": facts.encoding, "bom": facts.bom, "data_lines": facts.data_lines}
     try:
         with conn.transaction():
+            new = NewPartition(
+                conn,
+                feed,
+                registry,
+                day,
+                path=path,
+                sha256=facts.sha256,
+                load_id=load_id,
+                loaded_at=started,
+                python_checked=feed.format == "csv",  # JSON Lines: every rule in PostgreSQL
+            )
             if feed.format == "csv":
-                return load_clean_csv(conn, feed, registry, day, path, header=header, **common)
-            return load_clean_jsonl(conn, feed, registry, day, path, **common)
+                return load_clean_csv(new, path, header=header, **file)
+            return load_clean_jsonl(new, path, **file)
     except (NotClean, psycopg.errors.DataError, psycopg.errors.IntegrityError) as why:
         log.info("feed=%s day=%s file=%s: loading row by row (%s)", feed.name, day, path, str(why).strip())
         return None

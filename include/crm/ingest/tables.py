@@ -74,6 +74,15 @@ def ensure_feed_tables(conn: Connection, feed: Feed) -> None:
     )
 
 
+def raw_columns(conn: Connection, feed: Feed) -> list[tuple[str, str, bool]]:
+    """``raw.<feed>``'s columns as they are in the warehouse, in order: name, type, not null."""
+    return conn.execute(
+        "select attname, format_type(atttypid, atttypmod), attnotnull from pg_attribute"
+        " where attrelid = %s::regclass and attnum > 0 and not attisdropped order by attnum",
+        (f"raw.{feed.name}",),
+    ).fetchall()
+
+
 def add_new_columns(conn: Connection, feed: Feed) -> list[str]:
     """Add the registry's columns that ``raw.<feed>`` lacks (a feed that gained a column
     after its table was created); returns their names.
@@ -83,13 +92,7 @@ def add_new_columns(conn: Connection, feed: Feed) -> list[str]:
     column without a default is a catalogue change, not a rewrite; the ALTER runs only
     when a column is missing, so daily loads take no lock on the parent table.
     """
-    present = {
-        name
-        for (name,) in conn.execute(
-            "select attname from pg_attribute where attrelid = %s::regclass and attnum > 0 and not attisdropped",
-            (f"raw.{feed.name}",),
-        )
-    }
+    present = {name for name, _, _ in raw_columns(conn, feed)}
     missing = [c for c in feed.columns if c.name not in present]
     if missing:
         conn.execute(

@@ -41,31 +41,25 @@ def bench(customers: int, work: Path, days: int = 90) -> dict:
     from crm.ingest import load_file
     from crm.settings import get_settings
     from crm.transform import build
-    from crm.warehouse import bootstrap, owner_url, role_url, with_database
+    from crm.warehouse import role_url, scratch_database
 
     settings = get_settings()
     generate(customers=customers, start=START, days=days, seed=5, out=work / "landing", truth=work / "truth")
-    admin = with_database(owner_url(settings), "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("drop database if exists crm_bench_dbt with (force)")
-        conn.execute("create database crm_bench_dbt")
-    url = with_database(owner_url(settings), "crm_bench_dbt")
-    bootstrap(url, settings)
     registry = load_registry()
-    started = time.perf_counter()
-    with psycopg.connect(role_url("crm_loader", settings, base_url=url)) as conn:
-        for d in range(days):
-            day = START + dt.timedelta(days=d)
-            for feed in registry.load_order():
-                load_file(
-                    conn,
-                    feed,
-                    day,
-                    work / "landing" / feed.name / day.isoformat() / feed.file,
-                    registry=registry,
-                )
-    load_s = time.perf_counter() - started
-    try:
+    with scratch_database("crm_bench_dbt", settings) as url:
+        started = time.perf_counter()
+        with psycopg.connect(role_url("crm_loader", settings, base_url=url)) as conn:
+            for d in range(days):
+                day = START + dt.timedelta(days=d)
+                for feed in registry.load_order():
+                    load_file(
+                        conn,
+                        feed,
+                        day,
+                        work / "landing" / feed.name / day.isoformat() / feed.file,
+                        registry=registry,
+                    )
+        load_s = time.perf_counter() - started
         before_last = START + dt.timedelta(days=days - 2)
         last = START + dt.timedelta(days=days - 1)
         t0 = time.perf_counter()
@@ -78,9 +72,6 @@ def bench(customers: int, work: Path, days: int = 90) -> dict:
         t0 = time.perf_counter()
         incremental = build(last, settings=settings, base_url=url)
         inc_s = time.perf_counter() - t0
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("drop database if exists crm_bench_dbt with (force)")
     full_rows, inc_rows = _rows(full), _rows(incremental)
     facts = ("fct_daily_balances", "fct_transactions", "fct_interactions")
     return {

@@ -7,6 +7,8 @@ Unset: the embedded PostgreSQL in ``var/pgdata`` (see :mod:`crm.warehouse.server
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
@@ -89,6 +91,24 @@ def ensure_ready(settings: Settings | None = None) -> str:
     url = owner_url(settings)
     bootstrap(url, settings)
     return url
+
+
+@contextmanager
+def scratch_database(name: str, settings: Settings | None = None) -> Iterator[str]:
+    """A new, bootstrapped database ``name`` on the warehouse server (replacing one left
+    behind); yields its owner URL and drops it afterwards. For benchmarks."""
+    settings = settings or get_settings()
+    admin = with_database(owner_url(settings), "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+        conn.execute(f'create database "{name}"')
+    try:
+        url = with_database(owner_url(settings), name)
+        bootstrap(url, settings)
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
 
 
 def bootstrap(url: str, settings: Settings | None = None) -> None:
