@@ -30,7 +30,7 @@ run: venv
 	$(BIN)/crm demo --customers $(CUSTOMERS) --days $(DAYS) --start $(START) --seed $(SEED)
 
 test: venv
-	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
+	$(BIN)/python -m pytest -n 2 tests
 
 test-slow: venv
 	$(BIN)/python -m pytest -m slow tests

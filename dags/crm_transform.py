@@ -35,7 +35,7 @@ from crm.feeds import load_registry
 from crm.settings import get_settings
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
-MANIFEST = DBT_PROJECT / "target" / "manifest.json"
+MANIFEST = get_settings().dbt_target / "manifest.json"
 # Decided once per run by plan_run (crm.transform.plan_build), so every node builds the same
 # days even if another day lands meanwhile.
 _PLAN = "ti.xcom_pull(task_ids='plan_run')"

@@ -34,6 +34,9 @@ def crm_home() -> Iterator[Path]:
     os.environ["CRM_HOME"] = str(home)
     os.environ["CRM_PG_PORT"] = str(_free_port())
     os.environ["CRM_SENSOR_TIMEOUT_SECONDS"] = "0"
+    # dbt artifacts of this session (each xdist worker has its own): never dbt_project/target,
+    # which another worker's dbt, or a developer's `make run`, may be rewriting meanwhile.
+    os.environ["CRM_DBT_TARGET_DIR"] = str(home / "dbt-target")
     os.environ.pop("WAREHOUSE_URL", None)
     get_settings.cache_clear()
     yield home

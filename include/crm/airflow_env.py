@@ -38,6 +38,7 @@ def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
             "AIRFLOW__OPENLINEAGE__DISABLED": "True",
             "CRM_HOME": str(settings.home),
             "CRM_PG_PORT": str(settings.pg_port),
+            "CRM_DBT_TARGET_DIR": str(settings.dbt_target),  # the manifest the DAG renders from
             # Airflow spawns `airflow ...` sub-processes: this venv's must come first.
             "PATH": os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", ""))),
             "PYTHONPATH": os.pathsep.join(

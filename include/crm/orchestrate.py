@@ -7,6 +7,7 @@ import logging
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from crm.settings import Settings, get_settings
 
@@ -22,6 +23,15 @@ class DagRunOutcome:
     day: dt.date
     ok: bool
     seconds: float
+    log: Path
+
+    def failure_excerpt(self, length: int = 50) -> str:
+        """Where the run went wrong: its log from the first error on (or its end), ``length`` lines."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        marks = ("Traceback", "ERROR", "Task failed", "state=failed", "DagRunState.FAILED")
+        first = next((i for i, line in enumerate(lines) if any(m in line for m in marks)), None)
+        start = max(0, len(lines) - length) if first is None else first
+        return "\n".join([f"{self.dag_id} {self.day}: {self.log}", *lines[start : start + length]])
 
 
 def available_dags() -> list[str]:
@@ -43,7 +53,6 @@ def run_dag(dag_id: str, day: dt.date, settings: Settings | None = None) -> DagR
     env = airflow_environ(settings)
     started = time.monotonic()
     import os
-    from pathlib import Path
 
     exe = Path(os.sys.executable).with_name("airflow")
     proc = subprocess.run(
@@ -59,7 +68,7 @@ def run_dag(dag_id: str, day: dt.date, settings: Settings | None = None) -> DagR
     logfile.write_text(proc.stdout)
     ok = proc.returncode == 0 and _run_succeeded(proc.stdout)
     log.info("dag=%s day=%s ok=%s seconds=%.1f log=%s", dag_id, day, ok, seconds, logfile)
-    return DagRunOutcome(dag_id, day, ok, seconds)
+    return DagRunOutcome(dag_id, day, ok, seconds, logfile)
 
 
 def _run_succeeded(output: str) -> bool:
@@ -81,6 +90,7 @@ def run_days(days: list[dt.date], settings: Settings | None = None) -> list[DagR
             print(f"{day}  {dag_id:<14} {'ok' if outcome.ok else 'FAILED':<6} {outcome.seconds:6.1f}s")
             if not outcome.ok:
                 failed.append(outcome)
+                print(outcome.failure_excerpt())
                 break  # the day's later stages need this one
     return failed
 

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
         default=None, description="Where channel files land (default var/landing)."
     )
     truth_dir: Path | None = Field(default=None, description="Sample-bank ground truth (default var/truth).")
+    dbt_target_dir: Path | None = Field(
+        default=None,
+        description="dbt's target folder: manifest, compiled SQL, partial parse (default dbt_project/target).",
+    )
     reporting_currency: str = Field(default="HKD", description="Currency TRB and marts are reported in.")
     sensor_timeout_seconds: int | None = Field(
         default=None,
@@ -73,6 +77,11 @@ class Settings(BaseSettings):
     @property
     def dbt_project_dir(self) -> Path:
         return REPO_ROOT / "dbt_project"
+
+    @property
+    def dbt_target(self) -> Path:
+        """Where dbt writes its artifacts; two processes that run dbt at once need one each."""
+        return self.dbt_target_dir or self.dbt_project_dir / "target"
 
     @property
     def expectations_dir(self) -> Path:

@@ -35,3 +35,13 @@ def test_run_rejects_a_bad_date():
     result = runner.invoke(app, ["run", "--date", "2026-13-01"])
     assert result.exit_code != 0
     assert "is not a date" in result.output
+
+
+def test_logging_still_works_after_a_cli_run_closed_its_stderr(capsys):
+    import logging
+
+    runner.invoke(app, ["run", "--date", "2026-13-01"])  # the runner's stderr is closed after
+    logging.getLogger("crm.test").warning("after the command")
+    err = capsys.readouterr().err
+    assert "after the command" in err
+    assert "Logging error" not in err

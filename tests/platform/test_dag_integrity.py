@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from crm.settings import REPO_ROOT
+from crm.settings import REPO_ROOT, get_settings
 
 DAGS_FOLDER = REPO_ROOT / "dags"
 DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if not p.name.startswith("_"))
@@ -121,6 +121,7 @@ def parsed(tmp_path_factory, manifest_problem) -> dict[str, dict]:
             "SCARF_ANALYTICS": "false",
             "DO_NOT_TRACK": "1",
             "CRM_HOME": str(home / "crm"),
+            "CRM_DBT_TARGET_DIR": str(get_settings().dbt_target),  # where ensure_manifest wrote
             "PYTHONPATH": os.pathsep.join((str(REPO_ROOT), str(REPO_ROOT / "include"))),
         }
     )

@@ -37,7 +37,7 @@ def dbt_env(
         "DBT_PROJECT_DIR": str(project),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DBT_LOG_PATH": str(settings.home / "logs" / "dbt"),
-        "DBT_TARGET_PATH": str(project / "target"),
+        "DBT_TARGET_PATH": str(settings.dbt_target),
         # Salt of the PII hashes in the marts (a secret: environment or local secrets file).
         "CRM_PII_SALT": settings.role_password("crm_pii_salt"),
         "CRM_REPORTING_CURRENCY": settings.reporting_currency,
@@ -77,7 +77,7 @@ def run_dbt(
 
 
 def manifest_path(settings: Settings | None = None) -> Path:
-    return (settings or get_settings()).dbt_project_dir / "target" / "manifest.json"
+    return (settings or get_settings()).dbt_target / "manifest.json"
 
 
 def ensure_manifest(settings: Settings | None = None) -> Path:
@@ -88,7 +88,7 @@ def ensure_manifest(settings: Settings | None = None) -> Path:
     newest = max(
         p.stat().st_mtime
         for p in project.rglob("*")
-        if p.is_file() and "target" not in p.parts and "logs" not in p.parts
+        if p.is_file() and p.relative_to(project).parts[0] not in ("target", "logs", "dbt_packages")
     )
     if not path.exists() or path.stat().st_mtime < newest:
         run_dbt(["parse"], settings)
@@ -127,7 +127,7 @@ def plan_build(
 
 
 def docs_target(settings: Settings | None = None) -> Path:
-    return (settings or get_settings()).dbt_project_dir / "target" / "docs"
+    return (settings or get_settings()).dbt_target / "docs"
 
 
 def generate_docs(settings: Settings | None = None, base_url: str | None = None) -> Path:
