@@ -247,6 +247,25 @@ def test_a_window_rolled_forward_day_by_day_equals_the_window_summed(built, db):
         assert rolled[table] == summed[table], f"{table}: the rolled window differs from the summed one"
 
 
+def test_a_changed_window_length_is_summed_afresh_not_rolled(built, db):
+    """The built snapshot has the default window (90 days). A daily run with a 3-day window
+    must not roll that row forward (90 days + the new day - the day 3 days back): it sums
+    the 3 days, as a full refresh does."""
+    marts = {"customer_activity_window": "snapshot_date = %(day)s"}
+    last = START + dt.timedelta(days=DAYS - 1)
+    load_days(built, range(DAYS - 1, DAYS))
+    result = build_window(last, 3, select="customer_activity_window")
+    window_sql = next(
+        n.node.compiled_code for n in result.result.results if n.node.name == "customer_activity_window"
+    )
+    assert "leaving" not in window_sql, "the 90-day row of the day before was not rolled forward"
+    daily = mart_rows(db, last, marts)
+    build_window(last, 3, full_refresh=True, select="customer_activity_window")
+    summed = mart_rows(db, last, marts)
+    assert daily == summed
+    assert {row[2] for row in summed["customer_activity_window"]} == {3}, "window_days says 3"
+
+
 def test_next_day_with_a_late_day_equals_a_full_refresh(built, db):
     last = START + dt.timedelta(days=DAYS - 1)
     late_day = START + dt.timedelta(days=2)

@@ -9,9 +9,10 @@
 }}
 -- Each customer's activity over the trailing activity window ending on the snapshot date:
 -- the sums and counts customer_360 reports. A daily run rolls the previous day's window
--- forward (+ the run date's totals, - the day that left the window) when that row exists
--- and no late day is being reprocessed; otherwise (first build, full refresh, a gap, late
--- data) it sums the window's daily totals. Both give the same numbers: sums and counts are
+-- forward (+ the run date's totals, - the day that left the window) when that row exists,
+-- has the same window length and no late day is being reprocessed; otherwise (first build,
+-- full refresh, a gap, a changed activity_window_days, late data) it sums the window's
+-- daily totals. Both give the same numbers: sums and counts are
 -- exact, amounts are rounded to 4 decimals (their inputs have at most 4), and a last-activity
 -- date still inside the window stays the latest once the day before the window leaves it.
 {% set window = var('activity_window_days') %}
@@ -25,7 +26,10 @@
 {% if execute and is_incremental() %}
     {% set check %}
         select
-            exists (select 1 from {{ this }} where snapshot_date = {{ run_date() }} - 1)
+            exists (
+                select 1 from {{ this }}
+                where snapshot_date = {{ run_date() }} - 1 and window_days = {{ window }}
+            )
             and not exists (
                 select 1 from {{ source('audit', 'reprocess_requests') }}
                 where processed_at is null and business_date < {{ run_date() }}
@@ -107,6 +111,7 @@ final as (
     select
         params.snapshot_date,
         summed.customer_id,
+        {{ window }} as window_days,
         summed.days_in_window::integer as days_in_window,
         round(summed.balance_margin_hkd, 4) as balance_margin_hkd,
         summed.txn_count::bigint as txn_count,
