@@ -301,3 +301,17 @@ def test_one_bad_json_line_sends_the_file_row_by_row(tmp_path, loader_conn, db, 
     result = load_file(loader_conn, SESSIONS, DAY, path)
     assert (result.method, result.rows_loaded, result.reasons) == ("rows", 19, {reason: 1})
     assert db.execute("select _line_number from quarantine.online_sessions").fetchall() == [(10,)]
+
+
+def test_a_header_only_file_is_a_clean_day_with_no_rows(tmp_path, loader_conn, db):
+    """A CDC feed with no change on the day delivers its header only: zero rows, clean path
+    (it used to send COPY an empty line, fail, and load row by row)."""
+    path = write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [])
+    result = load_file(loader_conn, CUSTOMERS, DAY, path)
+    assert (result.method, result.rows_in_file, result.rows_loaded, result.rows_quarantined) == (
+        "copy",
+        0,
+        0,
+        0,
+    )
+    assert counts(db, "core_customers") == (0, 0)

@@ -172,6 +172,15 @@ def line_blocks(path: Path, bom: bool) -> Iterator[bytes]:
         yield carry
 
 
+def numbered(lines: list[bytes], first: int, separator: bytes) -> bytes:
+    """COPY input: each line prefixed with its number (from ``first``) and ``separator``;
+    nothing for no lines (an empty line would be a row of nulls to COPY)."""
+    if not lines:
+        return b""
+    prefix = (b"%d" + separator + b"%s").__mod__
+    return b"\n".join(map(prefix, zip(range(first, first + len(lines)), lines, strict=True))) + b"\n"
+
+
 def _rule_checks(col: Column, day: dt.date, delimiter: str | None) -> list[sql.Composable]:
     """The registry's row rules for one column as CHECK expressions on its typed value
     (pattern and accepted values only where Python does not check them, ``python_field``)."""
@@ -373,7 +382,7 @@ def load_clean_csv(
     # Python checks the next (a bad line stops the COPY at once). Python prefixes each line
     # with its number, cheaper than a sequence default evaluated by PostgreSQL per row.
     checker = LineChecker(feed, header, encoding, first_line=2 if feed.header else 1)
-    number = (b"%d" + feed.delimiter.encode() + b"%s").__mod__
+    separator = feed.delimiter.encode()
     with conn.cursor() as cur:
         with cur.copy(copy_sql, writer=_QueuedWriter(cur)) as copy:
             for i, block in enumerate(line_blocks(path, bom)):
@@ -383,9 +392,7 @@ def load_clean_csv(
                 checker.check(block)
                 lines = block.split(b"\n")
                 lines.pop()  # after the last line end
-                copy.write(
-                    b"\n".join(map(number, zip(range(first, first + len(lines)), lines, strict=True))) + b"\n"
-                )
+                copy.write(numbered(lines, first, separator))
         loaded = cur.rowcount
     if loaded != data_lines:
         raise NotClean(f"COPY read {loaded} rows from {data_lines} lines (a quoted line break?)")
@@ -416,12 +423,7 @@ def load_clean_jsonl(new: NewPartition, path: Path, *, encoding: str, bom: bool,
                 # or line break inside a value; a raw tab between tokens makes COPY fail).
                 lines = block.replace(b"\\", b"\\\\").split(b"\n")
                 lines.pop()
-                copy.write(
-                    b"\n".join(
-                        map(b"%d\t%s".__mod__, zip(range(line, line + len(lines)), lines, strict=True))
-                    )
-                    + b"\n"
-                )
+                copy.write(numbered(lines, line, b"\t"))
                 line += len(lines)
         loaded = cur.rowcount
     if loaded != data_lines:
