@@ -51,7 +51,6 @@ def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
     env["AIRFLOW_CONN_CRM_WAREHOUSE"] = url
     for role in ROLES:
         env[f"AIRFLOW_CONN_{role.upper()}"] = role_url(role, settings)
-    env["CRM_PII_SALT"] = settings.role_password("crm_pii_salt")
     return env
 
 

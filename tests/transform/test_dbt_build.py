@@ -80,6 +80,31 @@ def test_bi_reader_reads_every_mart_and_sees_no_clear_text_pii(built, db):
             bi.execute("select * from staging.stg_core__customers limit 1")
 
 
+def test_national_ids_are_hashed_with_a_salt_no_sql_text_or_bi_role_sees(built, db):
+    """dim_customer's hash is sha256(salt || national id) with the salt crm migrate stored;
+    the salt is in no compiled SQL, dbt artefact or log, and the BI role cannot read it."""
+    import hashlib
+
+    from crm.settings import get_settings
+
+    settings = get_settings()
+    salt = settings.role_password("crm_pii_salt")
+    national_id, hashed = db.execute(
+        "select c.national_id, d.national_id_hash from marts.dim_customer d"
+        " join raw.core_customers c using (customer_id) limit 1"
+    ).fetchone()
+    assert hashed == hashlib.sha256((salt + national_id).encode()).hexdigest()
+    files = [p for d in (settings.dbt_target, settings.home / "logs") for p in d.rglob("*") if p.is_file()]
+    assert any(p.name == "dim_customer.sql" for p in files), "the compiled SQL was written"
+    leaks = [str(p) for p in files if salt.encode() in p.read_bytes()]
+    assert not leaks, f"the PII salt is in {leaks}"
+    with psycopg.connect(role_url("crm_bi_reader")) as bi:
+        for query in ("select salt from private.pii_salt", "select private.pii_salt()"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                bi.execute(query)
+            bi.rollback()
+
+
 def test_ml_scores_replace_the_proxies_only_from_their_as_of_date(built, db):
     day = START + dt.timedelta(days=DAYS - 2)
     scored, future = db.execute(
@@ -399,11 +424,11 @@ def airflow_rendered_fields() -> dict[str, str]:
 
 def assert_no_pii_salt_in_airflow() -> None:
     """cosmos stores each node's compiled SQL as a rendered template field (Airflow UI and
-    metadata DB); dim_customer's carries the PII salt, so that node must not store it."""
+    metadata DB) and passes the task's environment: the PII salt is in neither."""
     from crm.settings import get_settings
 
     salt = get_settings().role_password("crm_pii_salt")
     fields = airflow_rendered_fields()
-    assert "customer_360" in fields.get("dbt.customer_360_model_build", ""), "compiled SQL is stored at all"
+    assert "national_id_hash" in fields.get("dbt.dim_customer_model_build", ""), "compiled SQL is stored"
     leaks = [task for task, rendered in fields.items() if salt in rendered]
     assert not leaks, f"the PII salt is in Airflow's rendered fields of {leaks}"

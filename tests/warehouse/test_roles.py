@@ -66,3 +66,12 @@ def test_passwords_are_not_in_the_repository():
         if path.is_file() and path.stat().st_size < 5_000_000:
             data = path.read_bytes()
             assert not any(s in data for s in secrets), f"{name.decode()} holds a role password"
+
+
+def test_a_short_pii_salt_is_refused(warehouse):
+    from crm.settings import get_settings
+    from crm.warehouse.migrate import sync_secrets
+
+    settings = get_settings().model_copy(update={"pii_salt": "change-me"})
+    with pytest.raises(ValueError, match="CRM_PII_SALT must be at least 16"):
+        sync_secrets(warehouse, settings)

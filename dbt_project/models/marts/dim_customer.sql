@@ -14,7 +14,8 @@ holdings as (
 final as (
     select
         customers.customer_id,
-        encode(sha256(convert_to('{{ env_var("CRM_PII_SALT", "") }}' || customers.national_id, 'UTF8')), 'hex')
+        -- The salt stays in the warehouse (crm migrate writes it): no SQL text carries it.
+        encode(sha256(convert_to((select private.pii_salt()) || customers.national_id, 'UTF8')), 'hex')
             as national_id_hash,
         left(customers.full_name, 1) || repeat('*', greatest(char_length(customers.full_name) - 1, 1))
             as name_masked,

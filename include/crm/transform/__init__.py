@@ -38,8 +38,6 @@ def dbt_env(
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DBT_LOG_PATH": str(settings.home / "logs" / "dbt"),
         "DBT_TARGET_PATH": str(settings.dbt_target),
-        # Salt of the PII hashes in the marts (a secret: environment or local secrets file).
-        "CRM_PII_SALT": settings.role_password("crm_pii_salt"),
         "CRM_REPORTING_CURRENCY": settings.reporting_currency,
     }
 

@@ -112,14 +112,15 @@ def scratch_database(name: str, settings: Settings | None = None) -> Iterator[st
 
 
 def bootstrap(url: str, settings: Settings | None = None) -> None:
-    """Migrate the database at ``url``, set role passwords, create the registry's raw tables."""
+    """Migrate the database at ``url``, set its secrets (role passwords, PII salt), create the
+    registry's raw tables."""
     from crm.feeds import load_registry
     from crm.ingest.tables import ensure_all_tables
-    from crm.warehouse.migrate import migrate, sync_role_passwords
+    from crm.warehouse.migrate import migrate, sync_secrets
 
     settings = settings or get_settings()
     migrate(url)
-    sync_role_passwords(url, settings)
+    sync_secrets(url, settings)
     # Raw tables belong to the loader role, so the transformer's default grants apply.
     with psycopg.connect(role_url("crm_loader", settings, base_url=url)) as conn:
         ensure_all_tables(conn, load_registry())

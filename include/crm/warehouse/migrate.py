@@ -1,8 +1,8 @@
 """Versioned warehouse migrations (Alembic), run programmatically.
 
 Migrations live in ``migrations/versions`` as plain SQL executed by Alembic, so a
-DBA can read exactly what runs. Role passwords are not in migrations (they are
-secrets): :func:`sync_role_passwords` sets them from the settings afterwards.
+DBA can read exactly what runs. Secrets are not in migrations: :func:`sync_secrets`
+sets the role passwords and the PII salt from the settings afterwards.
 """
 
 from __future__ import annotations
@@ -46,7 +46,15 @@ def current_revision(url: str) -> str | None:
     return row[0] if row else None
 
 
-def sync_role_passwords(url: str, settings: Settings) -> None:
+PII_SALT_MIN_LENGTH = 16
+
+
+def sync_secrets(url: str, settings: Settings) -> None:
+    """Role passwords onto the roles; the PII salt into ``private.pii_salt`` (changed only
+    if it differs: a new salt changes every hash in dim_customer on its next build)."""
+    salt = settings.role_password("crm_pii_salt")
+    if len(salt) < PII_SALT_MIN_LENGTH:
+        raise ValueError(f"CRM_PII_SALT must be at least {PII_SALT_MIN_LENGTH} random characters")
     with psycopg.connect(url, autocommit=True) as conn:
         for role in ROLES:
             conn.execute(
@@ -54,3 +62,8 @@ def sync_role_passwords(url: str, settings: Settings) -> None:
                     sql.Identifier(role), sql.Literal(settings.role_password(role))
                 )
             )
+        conn.execute(
+            "insert into private.pii_salt (salt) values (%s) on conflict (singleton) do update"
+            " set salt = excluded.salt, set_at = clock_timestamp() where pii_salt.salt <> excluded.salt",
+            (salt,),
+        )
