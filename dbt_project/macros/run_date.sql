@@ -49,14 +49,16 @@
 {%- endmacro %}
 
 {#- Local days a model grouped by local day rebuilds on a daily run: the days to build and
-    the local days of `model`'s rows (filtered by `where`) in those business days (an event
-    can fall on another local day than the business day of its file). A literal list, like
-    days_to_build(). -#}
-{% macro local_days_to_build(model, where='true') -%}
+    the local days `model` (interaction_local_days: every pair ever seen; of `channel`, or
+    all) maps those business days to. An event can fall on another local day than the
+    business day of its file, and a day delivered again may no longer hold it. A literal
+    list, like days_to_build(). -#}
+{% macro local_days_to_build(model, channel=none) -%}
     {%- set business_days = days_to_build() -%}
     {%- set query -%}
         select local_date from {{ model }}
-        where business_date in {{ business_days }} and {{ where }}
+        where business_date in {{ business_days }}
+        {%- if channel %} and channel = '{{ channel }}'{% endif %}
         union
         select business_day from unnest(array[{{ business_days[1:-1] }}]) as business_day
         order by 1
@@ -84,5 +86,20 @@
         {{ column }} between '{{ window_start }}'::date and {{ run_date() }}
     {%- else -%}
         true
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The months of a list of days (a literal list, like days_to_build()), as a subquery. -#}
+{% macro months_of(days) -%}
+    (select distinct date_trunc('month', day)::date from unnest(array[{{ days[1:-1] }}]) as day)
+{%- endmacro %}
+
+{#- pre_hook of a delete+insert model: on a daily run, delete the keys it rebuilds. dbt's
+    delete+insert deletes only the keys the new rows hold, so a key that comes back empty (a
+    day delivered again with every row quarantined, a late ticket taken out again) would
+    keep its old rows. -#}
+{% macro delete_rebuilt(column, keys) -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }} where {{ column }} in {{ keys }}
     {%- endif -%}
 {%- endmacro %}

@@ -307,6 +307,58 @@ def test_next_day_with_a_late_day_equals_a_full_refresh(built, db):
         assert incremental[table] == full[table], f"{table}: a daily run differs from a full refresh"
 
 
+def test_a_late_ticket_of_last_month_enters_and_leaves_the_local_date_marts(built, db, tmp_path):
+    """Day 8's branch file first carries a ticket of 31 December (another local date, in
+    another month); delivered again without it, the daily run takes it out again. Both
+    daily runs equal a full refresh of branch_activity_daily and channel_usage."""
+    last = START + dt.timedelta(days=DAYS - 1)
+    feed = REG.feed("branch_visits")
+    original = built / feed.name / last.isoformat() / feed.file
+    header, first, *_ = original.read_bytes().split(b"\n")
+    fields = dict(zip(header.decode("ascii").split(feed.delimiter), first.split(b";"), strict=True))
+    fields |= {
+        "ticket_id": b"Q999999999999",
+        "ticket_time": b"2025-12-31 10:00:00",
+        "called_time": b"2025-12-31 10:05:00",
+        "completed_time": b"2025-12-31 10:15:00",
+    }
+    with_late = tmp_path / feed.file
+    with_late.write_bytes(original.read_bytes() + b";".join(fields.values()) + b"\n")
+    marts = {"branch_activity_daily": "true", "channel_usage": "true"}
+    load_days(built, range(DAYS - 1, DAYS))
+
+    for path, late_rows in ((with_late, 1), (original, 0)):
+        with psycopg.connect(role_url("crm_loader")) as conn:
+            assert load_file(conn, feed, last, path, force=True).rows_loaded > 0
+        build(last)
+        daily = mart_rows(db, last, marts)
+        december = db.execute(
+            "select (select count(*) from marts.branch_activity_daily where local_date = '2025-12-31'),"
+            " (select count(*) from marts.channel_usage where month_start = '2025-12-01')"
+        ).fetchone()
+        assert december == (late_rows, late_rows), "the late ticket's day and month follow the file"
+        build(last, full_refresh=True)
+        assert mart_rows(db, last, marts) == daily, "the daily run equals a full refresh"
+
+
+def test_a_day_delivered_again_empty_leaves_no_old_rows_in_its_facts(built, db, tmp_path):
+    """dbt's delete+insert deletes only the days its new rows hold: a day delivered again
+    with no transactions (header only) must still lose the transactions it had."""
+    last = START + dt.timedelta(days=DAYS - 1)
+    feed = REG.feed("core_transactions")
+    load_days(built, range(DAYS - 1, DAYS))
+    build(last)
+    count = "select count(*) from marts.fct_transactions where business_date = %s"
+    assert db.execute(count, (last,)).fetchone()[0] > 0
+    original = built / feed.name / last.isoformat() / feed.file
+    empty = tmp_path / feed.file
+    empty.write_bytes(original.read_bytes().split(b"\n", 1)[0] + b"\n")
+    with psycopg.connect(role_url("crm_loader")) as conn:
+        assert load_file(conn, feed, last, empty, force=True).rows_in_file == 0
+    build(last)
+    assert db.execute(count, (last,)).fetchone()[0] == 0
+
+
 def test_rerunning_an_earlier_day_after_a_later_one_reproduces_it(built, db):
     """A re-run of day 7 once day 8 is built passes its tests and gives day 7's snapshot
     marts back exactly as they were. (Its tests cover only the days it built: on a larger

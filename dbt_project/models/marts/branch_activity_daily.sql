@@ -4,16 +4,18 @@
         incremental_strategy='delete+insert',
         unique_key='local_date',
         on_schema_change='fail',
+        pre_hook="{{ delete_rebuilt('local_date', local_days_to_build(ref('interaction_local_days'), 'branch')) }}",
     )
 }}
+-- depends_on: {{ ref('interaction_local_days') }}
 -- Branch counters per day: visits, queue waits and service times. A daily run rebuilds
--- only the local days of the branch visits in the business days it builds.
+-- only the local days of the branch visits in the business days it builds, now or before.
 with visits as (
     select * from {{ ref('fct_interactions') }}
     where
         channel = 'branch'
         {% if is_incremental() %}
-            and local_date in {{ local_days_to_build(ref('fct_interactions'), "channel = 'branch'") }}
+            and local_date in {{ local_days_to_build(ref('interaction_local_days'), 'branch') }}
         {% endif %}
 ),
 

@@ -4,14 +4,22 @@
         incremental_strategy='delete+insert',
         unique_key='month_start',
         on_schema_change='fail',
+        pre_hook="{{ delete_rebuilt('month_start', months_of(local_days_to_build(ref('interaction_local_days')))) }}",
     )
 }}
+-- depends_on: {{ ref('interaction_local_days') }}
 -- Channel use per customer and month: touchpoints by channel, digital adoption, branch waits.
--- A daily run rebuilds only the months of the days it builds.
+-- A daily run rebuilds only the months of the local days its business days feed, now or
+-- before (interaction_local_days).
+{% if is_incremental() %}
+    {% set local_days = local_days_to_build(ref('interaction_local_days')) %}
+{% endif %}
 with interactions as (
     select * from {{ ref('fct_interactions') }}
     {% if is_incremental() %}
-        where local_date >= date_trunc('month', least{{ days_to_build() }})::date
+        where
+            local_date >= date_trunc('month', least{{ local_days }})::date
+            and date_trunc('month', local_date)::date in {{ months_of(local_days) }}
     {% endif %}
 ),
 
