@@ -89,17 +89,28 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- The months of a list of days (a literal list, like days_to_build()), as a subquery. -#}
-{% macro months_of(days) -%}
-    (select distinct date_trunc('month', day)::date from unnest(array[{{ days[1:-1] }}]) as day)
+{#- Whether the date `column` falls in a month of `days` (a literal list, like
+    days_to_build()): one date range per month, which a BRIN index on `column` can use. -#}
+{% macro in_months_of(column, days) -%}
+    {%- if not execute -%}
+        {{- return('true') -}}
+    {%- endif -%}
+    {%- set query -%}
+        select distinct date_trunc('month', day)::date from unnest(array[{{ days[1:-1] }}]) as day
+        order by 1
+    {%- endset -%}
+    ({% for month in run_query(query).columns[0].values() -%}
+        {{ column }} between '{{ month }}'::date and ('{{ month }}'::date + interval '1 month - 1 day')::date
+        {%- if not loop.last %} or {% endif %}
+    {%- endfor %})
 {%- endmacro %}
 
-{#- pre_hook of a delete+insert model: on a daily run, delete the keys it rebuilds. dbt's
-    delete+insert deletes only the keys the new rows hold, so a key that comes back empty (a
-    day delivered again with every row quarantined, a late ticket taken out again) would
-    keep its old rows. -#}
-{% macro delete_rebuilt(column, keys) -%}
+{#- pre_hook of a delete+insert model: on a daily run, delete the rows of every key it
+    rebuilds (`condition`). dbt's delete+insert deletes only the keys the new rows hold, so
+    a key that comes back empty (a day delivered again with every row quarantined, a late
+    ticket taken out again) would keep its old rows. -#}
+{% macro delete_rebuilt(condition) -%}
     {%- if is_incremental() -%}
-        delete from {{ this }} where {{ column }} in {{ keys }}
+        delete from {{ this }} where {{ condition }}
     {%- endif -%}
 {%- endmacro %}

@@ -4,7 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='local_date',
         on_schema_change='fail',
-        pre_hook="{{ delete_rebuilt('local_date', local_days_to_build(ref('interaction_local_days'), 'branch')) }}",
+        pre_hook="{{ delete_rebuilt('local_date in ' ~ local_days_to_build(ref('interaction_local_days'), 'branch')) }}",
     )
 }}
 -- depends_on: {{ ref('interaction_local_days') }}

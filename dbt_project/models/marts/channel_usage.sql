@@ -4,7 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='month_start',
         on_schema_change='fail',
-        pre_hook="{{ delete_rebuilt('month_start', months_of(local_days_to_build(ref('interaction_local_days')))) }}",
+        pre_hook="{{ delete_rebuilt(in_months_of('month_start', local_days_to_build(ref('interaction_local_days')))) }}",
     )
 }}
 -- depends_on: {{ ref('interaction_local_days') }}
@@ -17,9 +17,7 @@
 with interactions as (
     select * from {{ ref('fct_interactions') }}
     {% if is_incremental() %}
-        where
-            local_date >= date_trunc('month', least{{ local_days }})::date
-            and date_trunc('month', local_date)::date in {{ months_of(local_days) }}
+        where {{ in_months_of('local_date', local_days) }}
     {% endif %}
 ),
 

@@ -4,7 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='business_date',
         on_schema_change='fail',
-        pre_hook="{{ delete_rebuilt('business_date', days_to_build()) }}",
+        pre_hook="{{ delete_rebuilt('business_date in ' ~ days_to_build()) }}",
         post_hook="create index if not exists {{ this.name }}_business_date_brin on {{ this }} using brin (business_date)",
     )
 }}
