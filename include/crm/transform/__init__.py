@@ -131,8 +131,9 @@ def docs_target(settings: Settings | None = None) -> Path:
 def generate_docs(settings: Settings | None = None, base_url: str | None = None) -> Path:
     """``dbt docs generate`` into a target folder of its own; returns that folder.
 
-    ``--no-compile``: the site shows each model's SQL as written, never compiled SQL, which
-    carries the PII salt (dim_customer) in clear text.
+    ``--no-compile``: the site shows each model's SQL as written. Compiling would run the
+    models' own queries (the days to build, late days) against the warehouse for a page of
+    documentation, and show SQL for one arbitrary run date.
     """
     target = docs_target(settings)
     # parse writes the (uncompiled) manifest.json the site reads; docs generate --no-compile
