@@ -75,3 +75,28 @@ def test_a_short_pii_salt_is_refused(warehouse):
     settings = get_settings().model_copy(update={"pii_salt": "change-me"})
     with pytest.raises(ValueError, match="CRM_PII_SALT must be at least 16"):
         sync_secrets(warehouse, settings)
+
+
+def test_role_passwords_reach_the_server_only_as_scram_verifiers(warehouse, monkeypatch):
+    """crm migrate sends each role's SCRAM verifier, never its password (a server that logs
+    statements would log it), and every role still logs in with its password."""
+    from crm.settings import ROLES, get_settings
+    from crm.warehouse.migrate import sync_secrets
+
+    sent: list[str] = []
+    execute = psycopg.Connection.execute
+
+    def recording(self, query, params=None, **kwargs):
+        sent.append(query.as_string(self) if hasattr(query, "as_string") else str(query))
+        return execute(self, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", recording)
+    sync_secrets(warehouse, get_settings())
+    monkeypatch.undo()
+    passwords = [get_settings().role_password(role) for role in ROLES]
+    alters = [q for q in sent if q.startswith("alter role")]
+    assert len(alters) == len(ROLES) and all("SCRAM-SHA-256$4096:" in q for q in alters)
+    assert not [q for q in sent if any(p in q for p in passwords)], "a clear-text password was sent"
+    for role in ROLES:
+        with psycopg.connect(role_url(role, base_url=warehouse)) as conn:
+            assert conn.execute("select current_user").fetchone()[0] == role

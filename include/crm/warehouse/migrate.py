@@ -57,9 +57,14 @@ def sync_secrets(url: str, settings: Settings) -> None:
         raise ValueError(f"CRM_PII_SALT must be at least {PII_SALT_MIN_LENGTH} random characters")
     with psycopg.connect(url, autocommit=True) as conn:
         for role in ROLES:
+            # The SCRAM verifier, computed here by libpq (PQencryptPasswordConn): the clear-text
+            # password never reaches the server, its statement log or pg_stat_activity.
+            verifier = conn.pgconn.encrypt_password(
+                settings.role_password(role).encode(), role.encode(), b"scram-sha-256"
+            )
             conn.execute(
                 sql.SQL("alter role {} with login password {}").format(
-                    sql.Identifier(role), sql.Literal(settings.role_password(role))
+                    sql.Identifier(role), sql.Literal(verifier.decode())
                 )
             )
         conn.execute(
