@@ -33,9 +33,10 @@ from cosmos.profiles import PostgresUserPasswordProfileMapping
 from crm.dag_defaults import default_args
 from crm.feeds import load_registry
 from crm.settings import get_settings
+from crm.transform import manifest_path
 
 DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
-MANIFEST = get_settings().dbt_target / "manifest.json"
+MANIFEST = manifest_path()
 # Decided once per run by plan_run (crm.transform.plan_build), so every node builds the same
 # days even if another day lands meanwhile.
 _PLAN = "ti.xcom_pull(task_ids='plan_run')"
