@@ -315,3 +315,81 @@ def test_a_header_only_file_is_a_clean_day_with_no_rows(tmp_path, loader_conn, d
         0,
     )
     assert counts(db, "core_customers") == (0, 0)
+
+
+def file_lines(path, encoding: str = "utf-8", header: bool = True) -> list[tuple[int, str]]:
+    """(line number, line as delivered without BOM or line end) for every data line."""
+    text = path.read_bytes().decode(encoding).removeprefix("\ufeff")
+    lines = [(n, line.removesuffix("\r")) for n, line in enumerate(text.split("\n")[:-1], start=1)]
+    return lines[1:] if header else lines
+
+
+def source_lines(db, feed: str) -> list[tuple[int, str]]:
+    return db.execute(f"select _line_number, _source_line from raw.{feed} order by _line_number").fetchall()
+
+
+@pytest.mark.parametrize("clean_copy", [True, False], ids=["clean-path", "row-path"])
+def test_every_raw_row_keeps_its_source_line_beside_the_typed_values(tmp_path, loader_conn, db, clean_copy):
+    """Raw keeps the source values as text (the line as delivered) beside the typed columns,
+    on both paths, for CSV (quoted fields; GBK, CRLF, BOM) and JSON Lines (escapes)."""
+    rows = [customer_row(i, **CLEAN) for i in range(1, 31)]
+    rows[6] = customer_row(7, address='北京市, "朝阳区" 1号', full_name="王伟")
+    customers = write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, rows)
+    method = "copy" if clean_copy else "rows"
+    result = load_file(loader_conn, CUSTOMERS, DAY, customers, clean_copy=clean_copy)
+    assert result.method == method
+    assert source_lines(db, "core_customers") == file_lines(customers)
+    assert db.execute(
+        "select address from raw.core_customers where _source_line like %s", ('%"北京市, ""朝阳区"" 1号"%',)
+    ).fetchone() == ('北京市, "朝阳区" 1号',), (
+        "the typed column holds the parsed value, the source line the text"
+    )
+
+    gbk = write_csv(
+        tmp_path / "g.csv",
+        VISITS.column_names,
+        [visit_row(), visit_row(ticket_id="Q000000000002", remark="")],
+        delimiter=";",
+        encoding="gbk",
+        lineterminator="\r\n",
+    )
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + gbk.read_bytes().decode("gbk").encode("utf-8"))
+    for path, encoding in ((gbk, "gbk"), (bom, "utf-8")):
+        loaded = load_file(loader_conn, VISITS, DAY, path, clean_copy=clean_copy, force=True)
+        assert (loaded.method, loaded.rows_loaded) == (method, 2)
+        assert source_lines(db, "branch_visits") == file_lines(path, encoding)
+
+    sessions = tmp_path / "sessions.jsonl"
+    sessions.write_bytes(
+        "".join(session(i, device="phone" if i == 3 else ...) for i in range(1, 11))
+        .encode()
+        .replace(b"\n", b"\r\n")
+    )
+    jsonl = load_file(loader_conn, SESSIONS, DAY, sessions, clean_copy=clean_copy)
+    assert (jsonl.method, jsonl.rows_loaded) == (method, 10)
+    assert source_lines(db, "online_sessions") == file_lines(sessions, header=False)
+    assert "\\\\" in dict(source_lines(db, "online_sessions"))[3], "a JSON escape is kept as written"
+
+
+@pytest.mark.parametrize("clean_copy", [True, False], ids=["clean-path", "row-path"])
+def test_a_feed_may_leave_its_source_lines_out_of_raw(tmp_path, loader_conn, db, clean_copy):
+    load_file(
+        loader_conn,
+        CUSTOMERS,
+        DAY,
+        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
+    )
+    lean = VISITS.model_copy(update={"source_line": False})
+    path = write_csv(tmp_path / "v.csv", VISITS.column_names, [visit_row()], delimiter=";")
+    result = load_file(loader_conn, lean, DAY, path, clean_copy=clean_copy)
+    assert (result.method, result.rows_loaded) == ("copy" if clean_copy else "rows", 1)
+    assert db.execute("select remark, _source_line from raw.branch_visits").fetchall() == [
+        ("客户很满意", None)
+    ]
+
+    sessions = tmp_path / "sessions.jsonl"
+    sessions.write_text(session(1), encoding="utf-8")
+    lean_jsonl = SESSIONS.model_copy(update={"source_line": False})
+    assert load_file(loader_conn, lean_jsonl, DAY, sessions, clean_copy=clean_copy).rows_loaded == 1
+    assert db.execute("select _source_line from raw.online_sessions").fetchall() == [(None,)]

@@ -270,6 +270,22 @@ def test_a_column_added_to_the_registry_is_added_to_raw(tmp_path, loader_conn, d
     assert rows == [(DAY, None, None), (later, "blue", None)]
 
 
+def test_a_warehouse_from_before_source_lines_gains_the_column(tmp_path, loader_conn, db):
+    """Raw tables created before ``_source_line`` existed get it at the next load; the
+    days loaded before read null there."""
+    load_file(
+        loader_conn, CUSTOMERS, DAY, write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1)])
+    )
+    db.execute("alter table raw.core_customers drop column _source_line")
+    later = DAY + dt.timedelta(days=1)
+    path = write_csv(tmp_path / "c2.csv", CUSTOMERS.column_names, [customer_row(2)])
+    assert load_file(loader_conn, CUSTOMERS, later, path).rows_loaded == 1
+    rows = db.execute(
+        "select _business_date, _source_line from raw.core_customers order by _business_date"
+    ).fetchall()
+    assert rows == [(DAY, None), (later, path.read_text(encoding="utf-8").splitlines()[1])]
+
+
 def test_undecodable_file_without_tolerated_encoding_is_refused(tmp_path, loader_conn):
     rows = [customer_row(i, full_name="王伟") for i in range(1, 6)]
     path = write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, rows, encoding="gbk")

@@ -73,6 +73,10 @@ class Feed(BaseModel):
     quotechar: str = '"'
     header: bool = True
     sensor_timeout_minutes: int = 360
+    # Keep each row's line as delivered in raw._source_line (the source values as text,
+    # beside the typed columns). Off: null there, for a feed whose raw storage matters
+    # more than having its text in the warehouse (the file keeps it, by path and SHA-256).
+    source_line: bool = True
 
     @model_validator(mode="after")
     def _keys_are_columns(self) -> Feed:

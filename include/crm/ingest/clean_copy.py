@@ -172,13 +172,32 @@ def line_blocks(path: Path, bom: bool) -> Iterator[bytes]:
         yield carry
 
 
-def numbered(lines: list[bytes], first: int, separator: bytes) -> bytes:
-    """COPY input: each line prefixed with its number (from ``first``) and ``separator``;
-    nothing for no lines (an empty line would be a row of nulls to COPY)."""
+def numbered(
+    lines: list[bytes], first: int, separator: bytes, sources: list[bytes] | None = None, quote: bytes = b""
+) -> bytes:
+    """COPY input: each line prefixed with its number (from ``first``) and, given
+    ``sources`` (the same lines as ``_source_line`` stores them), its source text between
+    ``quote``s, all separated by ``separator``; nothing for no lines (an empty line would be
+    a row of nulls)."""
     if not lines:
         return b""
-    prefix = (b"%d" + separator + b"%s").__mod__
-    return b"\n".join(map(prefix, zip(range(first, first + len(lines)), lines, strict=True))) + b"\n"
+    if sources is None:
+        prefix = (b"%d" + separator + b"%s").__mod__
+        rows = zip(range(first, first + len(lines)), lines, strict=True)
+    else:
+        prefix = (b"%d" + separator + quote + b"%s" + quote + separator + b"%s").__mod__
+        rows = zip(range(first, first + len(lines)), sources, lines, strict=True)
+    return b"\n".join(map(prefix, rows)) + b"\n"
+
+
+def source_texts(lines: list[bytes], crlf: bool, quote: bytes = b"") -> list[bytes]:
+    """The lines as ``_source_line`` stores them: without a carriage return before the line
+    end, and with ``quote`` doubled when the field is quoted (CSV)."""
+    if crlf:
+        lines = [line.removesuffix(b"\r") for line in lines]
+    if quote:
+        lines = [line.replace(quote, quote + quote) for line in lines]
+    return lines
 
 
 def _rule_checks(col: Column, day: dt.date, delimiter: str | None) -> list[sql.Composable]:
@@ -360,7 +379,7 @@ def _pg_encoding(encoding: str) -> str:
 
 
 def load_clean_csv(
-    new: NewPartition, path: Path, *, header: list[str], encoding: str, bom: bool, data_lines: int
+    new: NewPartition, path: Path, *, header: list[str], encoding: str, bom: bool, crlf: bool, data_lines: int
 ) -> int:
     """Load a clean CSV file into ``new`` (built with ``python_checked=True``), which then
     replaces the day's partition; rows loaded.
@@ -375,14 +394,23 @@ def load_clean_csv(
     lit = sql.Literal
     columns = sql.SQL(", ").join(sql.Identifier(h) for h in header)
     copy_sql = sql.SQL(
-        "copy {} (_line_number, {}) from stdin (format csv, delimiter {}, quote {}, null '',"
+        "copy {} (_line_number, {}{}) from stdin (format csv, delimiter {}, quote {}, null '',"
         " force_null ({}), encoding {})"
-    ).format(new.table, columns, lit(feed.delimiter), lit(feed.quotechar), columns, lit(pg_encoding))
+    ).format(
+        new.table,
+        sql.SQL("_source_line, " if feed.source_line else ""),
+        columns,
+        lit(feed.delimiter),
+        lit(feed.quotechar),
+        columns,
+        lit(pg_encoding),
+    )
     # Each block is checked, numbered and handed to COPY: PostgreSQL parses one block while
     # Python checks the next (a bad line stops the COPY at once). Python prefixes each line
     # with its number, cheaper than a sequence default evaluated by PostgreSQL per row.
+    # Each line also goes in whole, quoted, as its _source_line (quotes doubled if any).
     checker = LineChecker(feed, header, encoding, first_line=2 if feed.header else 1)
-    separator = feed.delimiter.encode()
+    separator, quote = feed.delimiter.encode(), feed.quotechar.encode()
     with conn.cursor() as cur:
         with cur.copy(copy_sql, writer=_QueuedWriter(cur)) as copy:
             for i, block in enumerate(line_blocks(path, bom)):
@@ -392,7 +420,10 @@ def load_clean_csv(
                 checker.check(block)
                 lines = block.split(b"\n")
                 lines.pop()  # after the last line end
-                copy.write(numbered(lines, first, separator))
+                sources = None
+                if feed.source_line:
+                    sources = source_texts(lines, crlf, quote if quote in block else b"")
+                copy.write(numbered(lines, first, separator, sources, quote))
         loaded = cur.rowcount
     if loaded != data_lines:
         raise NotClean(f"COPY read {loaded} rows from {data_lines} lines (a quoted line break?)")
@@ -400,7 +431,9 @@ def load_clean_csv(
     return loaded
 
 
-def load_clean_jsonl(new: NewPartition, path: Path, *, encoding: str, bom: bool, data_lines: int) -> int:
+def load_clean_jsonl(
+    new: NewPartition, path: Path, *, encoding: str, bom: bool, crlf: bool, data_lines: int
+) -> int:
     """Load a clean JSON Lines file into ``new`` (built with ``python_checked=False``), which
     then replaces the day's partition; rows loaded.
 
@@ -411,10 +444,12 @@ def load_clean_jsonl(new: NewPartition, path: Path, *, encoding: str, bom: bool,
     """
     conn, feed = new.conn, new.feed
     pg_encoding = _pg_encoding(encoding)
-    conn.execute("create temp table _clean_doc (_line_number integer, doc jsonb) on commit drop")
+    conn.execute("create temp table _clean_doc (_line_number integer, source text, doc jsonb) on commit drop")
     with conn.cursor() as cur:
         with cur.copy(
-            sql.SQL("copy _clean_doc from stdin (encoding {})").format(sql.Literal(pg_encoding)),
+            sql.SQL("copy _clean_doc (_line_number, {}doc) from stdin (encoding {})").format(
+                sql.SQL("source, " if feed.source_line else ""), sql.Literal(pg_encoding)
+            ),
             writer=_QueuedWriter(cur),
         ) as copy:
             line = 1
@@ -423,7 +458,8 @@ def load_clean_jsonl(new: NewPartition, path: Path, *, encoding: str, bom: bool,
                 # or line break inside a value; a raw tab between tokens makes COPY fail).
                 lines = block.replace(b"\\", b"\\\\").split(b"\n")
                 lines.pop()
-                copy.write(numbered(lines, line, b"\t"))
+                docs = source_texts(lines, crlf)  # no stray carriage return in the JSON either
+                copy.write(numbered(docs, line, b"\t", docs if feed.source_line else None))
                 line += len(lines)
         loaded = cur.rowcount
     if loaded != data_lines:
@@ -441,7 +477,8 @@ def load_clean_jsonl(new: NewPartition, path: Path, *, encoding: str, bom: bool,
         raise NotClean("a line is not a JSON object or a date/timestamp is not ISO-shaped")
     conn.execute(
         sql.SQL(
-            "insert into {} ({}, _line_number, _extra) select {}, _line_number, {} from _clean_doc"
+            "insert into {} ({}, _line_number, _source_line, _extra)"
+            " select {}, _line_number, source, {} from _clean_doc"
         ).format(
             new.table,
             sql.SQL(", ").join(ident(c.name) for c in feed.columns),

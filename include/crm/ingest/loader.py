@@ -367,7 +367,9 @@ def _stage_csv(
     first_line, block = next(blocks)  # the header line was read (and checked) by _read_header
     cols = [sql.SQL("{} text").format(sql.Identifier(h)) for h in header]
     conn.execute(
-        sql.SQL("create unlogged table {} (_line_number integer, {})").format(stage, sql.SQL(", ").join(cols))
+        sql.SQL("create unlogged table {} (_line_number integer, _source_line text, {})").format(
+            stage, sql.SQL(", ").join(cols)
+        )
     )
     # Empty strings, quoted or not, are nulls in every column (these systems' convention).
     copy_sql = sql.SQL(
@@ -405,7 +407,8 @@ def _stage_csv(
                 lineno = start + i
                 reason = check(lineno, line)
                 if reason is None:
-                    out.append(f"{lineno}{d}{line}\n")
+                    # The whole line, quoted, is the row's _source_line.
+                    out.append(f"{lineno}{d}{quote}{line.replace(quote, quote * 2)}{quote}{d}{line}\n")
                     continue
                 detail = (
                     f"not valid {facts.encoding}"
@@ -432,7 +435,7 @@ def _stage_jsonl(
     stage: sql.Identifier,
 ) -> tuple[list[str], int]:
     """COPY the JSON Lines file's objects into _stage_doc(doc jsonb), then the stage table as text."""
-    conn.execute("create temp table _stage_doc (_line_number integer, doc jsonb) on commit drop")
+    conn.execute("create temp table _stage_doc (_line_number integer, source text, doc jsonb) on commit drop")
     # (the typed text view below is an unlogged table so the rule checks can run in parallel)
     staged = 0
     buf = io.StringIO()
@@ -452,7 +455,8 @@ def _stage_jsonl(
                 quarantined.append(_Quarantined(lineno, "BAD_JSON", None, "not a JSON object", raw))
                 continue
             # COPY text format: only backslashes need escaping (JSON has no raw tabs/newlines).
-            buf.write(f"{lineno}\t{raw.replace(chr(92), chr(92) * 2)}\n")
+            escaped = raw.replace(chr(92), chr(92) * 2)
+            buf.write(f"{lineno}\t{escaped}\t{escaped}\n")
             staged += 1
             if buf.tell() >= COPY_CHUNK:
                 copy.write(buf.getvalue())
@@ -469,9 +473,9 @@ def _stage_jsonl(
         sql.Literal(feed.column_names)
     )
     conn.execute(
-        sql.SQL("create unlogged table {} as select _line_number, {}, {} from _stage_doc").format(
-            stage, sql.SQL(", ").join(cols), extra
-        )
+        sql.SQL(
+            "create unlogged table {} as select _line_number, source as _source_line, {}, {} from _stage_doc"
+        ).format(stage, sql.SQL(", ").join(cols), extra)
     )
     return feed.column_names, staged
 
@@ -554,6 +558,7 @@ def _load_rows(
         sql.Literal(load_id),
         sql.Literal(started),
         extra_expr,
+        sql.SQL("_source_line" if feed.source_line else "null"),
     ]
     loaded = conn.execute(
         sql.SQL(
@@ -612,7 +617,7 @@ def _load_clean(
     the row-by-row path (everything the attempt did is rolled back to a savepoint)."""
     if facts.bad_lines:
         return None
-    file = {"encoding": facts.encoding, "bom": facts.bom, "data_lines": facts.data_lines}
+    file = {"encoding": facts.encoding, "bom": facts.bom, "crlf": facts.crlf, "data_lines": facts.data_lines}
     try:
         with conn.transaction():
             new = NewPartition(

@@ -1,6 +1,7 @@
 """Raw and quarantine tables, derived from the feed registry.
 
-``raw.<feed>``: the registry's columns, typed, plus lineage columns; partitioned by
+``raw.<feed>``: the registry's columns, typed, the line as delivered (``_source_line``) and
+lineage columns; partitioned by
 business day (one partition per day, so reloading a day touches one partition).
 ``quarantine.<feed>``: rejected rows with their raw line, line number and reason.
 """
@@ -21,6 +22,9 @@ LINEAGE_COLUMNS: list[tuple[str, str]] = [
     ("_load_id", "bigint not null"),
     ("_loaded_at", "timestamptz not null"),
     ("_extra", "jsonb"),
+    # The data line as delivered (decoded, without its line end): every source value as
+    # text, beside the typed columns. Null in partitions loaded before it existed.
+    ("_source_line", "text"),
 ]
 
 
@@ -85,7 +89,8 @@ def raw_columns(conn: Connection, feed: Feed) -> list[tuple[str, str, bool]]:
 
 def add_new_columns(conn: Connection, feed: Feed) -> list[str]:
     """Add the registry's columns that ``raw.<feed>`` lacks (a feed that gained a column
-    after its table was created); returns their names.
+    after its table was created), and nullable lineage columns added since (``_source_line``);
+    returns their names.
 
     Earlier days' partitions read the new column as null: their files did not have it
     (rows that carried it as an unregistered column keep it in ``_extra``). A nullable
@@ -93,18 +98,21 @@ def add_new_columns(conn: Connection, feed: Feed) -> list[str]:
     when a column is missing, so daily loads take no lock on the parent table.
     """
     present = {name for name, _, _ in raw_columns(conn, feed)}
-    missing = [c for c in feed.columns if c.name not in present]
+    wanted = [(c.name, c.pg_type) for c in feed.columns] + [
+        (name, pg_type) for name, pg_type in LINEAGE_COLUMNS if "not null" not in pg_type
+    ]
+    missing = [(name, pg_type) for name, pg_type in wanted if name not in present]
     if missing:
         conn.execute(
             sql.SQL("alter table raw.{} {}").format(
                 sql.Identifier(feed.name),
                 sql.SQL(", ").join(
-                    sql.SQL("add column {} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type))
-                    for c in missing
+                    sql.SQL("add column {} {}").format(sql.Identifier(name), sql.SQL(pg_type))
+                    for name, pg_type in missing
                 ),
             )
         )
-    return [c.name for c in missing]
+    return [name for name, _ in missing]
 
 
 def ensure_partition(conn: Connection, feed: Feed, day: dt.date) -> sql.Composed:
