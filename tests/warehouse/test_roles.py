@@ -78,8 +78,9 @@ def test_a_short_pii_salt_is_refused(warehouse):
 
 
 def test_role_passwords_reach_the_server_only_as_scram_verifiers(warehouse, monkeypatch):
-    """crm migrate sends each role's SCRAM verifier, never its password (a server that logs
-    statements would log it), and every role still logs in with its password."""
+    """crm migrate sends each role's SCRAM verifier, never its password, and the PII salt
+    only as COPY data: a server that logs statements (with their parameters) logs neither.
+    Every role still logs in with its password; the salt is stored."""
     from crm.settings import ROLES, get_settings
     from crm.warehouse.migrate import sync_secrets
 
@@ -88,6 +89,7 @@ def test_role_passwords_reach_the_server_only_as_scram_verifiers(warehouse, monk
 
     def recording(self, query, params=None, **kwargs):
         sent.append(query.as_string(self) if hasattr(query, "as_string") else str(query))
+        sent.extend(str(p) for p in params or ())
         return execute(self, query, params, **kwargs)
 
     monkeypatch.setattr(psycopg.Connection, "execute", recording)
@@ -97,6 +99,10 @@ def test_role_passwords_reach_the_server_only_as_scram_verifiers(warehouse, monk
     alters = [q for q in sent if q.startswith("alter role")]
     assert len(alters) == len(ROLES) and all("SCRAM-SHA-256$4096:" in q for q in alters)
     assert not [q for q in sent if any(p in q for p in passwords)], "a clear-text password was sent"
+    salt = get_settings().role_password("crm_pii_salt")
+    assert not [q for q in sent if salt in q], "the PII salt was sent in a statement or parameter"
+    with psycopg.connect(warehouse) as conn:
+        assert conn.execute("select salt from private.pii_salt").fetchone() == (salt,)
     for role in ROLES:
         with psycopg.connect(role_url(role, base_url=warehouse)) as conn:
             assert conn.execute("select current_user").fetchone()[0] == role

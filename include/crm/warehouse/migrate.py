@@ -67,8 +67,13 @@ def sync_secrets(url: str, settings: Settings) -> None:
                     sql.Identifier(role), sql.Literal(verifier.decode())
                 )
             )
-        conn.execute(
-            "insert into private.pii_salt (salt) values (%s) on conflict (singleton) do update"
-            " set salt = excluded.salt, set_at = clock_timestamp() where pii_salt.salt <> excluded.salt",
-            (salt,),
-        )
+        # The salt travels as COPY data, which no statement log or pg_stat_activity shows
+        # (a bound parameter is logged with its statement under log_statement = 'all').
+        with conn.transaction():
+            conn.execute("create temp table _pii_salt (salt text) on commit drop")
+            with conn.cursor().copy("copy _pii_salt (salt) from stdin") as copy:
+                copy.write_row((salt,))
+            conn.execute(
+                "insert into private.pii_salt (salt) select salt from _pii_salt on conflict (singleton) do update"
+                " set salt = excluded.salt, set_at = clock_timestamp() where pii_salt.salt <> excluded.salt"
+            )
