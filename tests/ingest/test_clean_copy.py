@@ -393,3 +393,52 @@ def test_a_feed_may_leave_its_source_lines_out_of_raw(tmp_path, loader_conn, db,
     lean_jsonl = SESSIONS.model_copy(update={"source_line": False})
     assert load_file(loader_conn, lean_jsonl, DAY, sessions, clean_copy=clean_copy).rows_loaded == 1
     assert db.execute("select _source_line from raw.online_sessions").fetchall() == [(None,)]
+
+
+@pytest.mark.parametrize("clean_copy", [True, False], ids=["clean-path", "row-path"])
+def test_json_whitespace_tabs_and_carriage_returns_load(tmp_path, loader_conn, db, clean_copy):
+    """A tab or carriage return between JSON tokens is valid JSON, and a separator or line
+    end to COPY's text format: the line is still loaded, as delivered."""
+    load_file(
+        loader_conn,
+        CUSTOMERS,
+        DAY,
+        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
+    )
+    lines = [session(i) for i in range(1, 6)]
+    lines[1] = lines[1].replace('":', '":\t', 2)
+    lines[3] = lines[3].replace(", ", ",\r ", 1)
+    path = tmp_path / "sessions.jsonl"
+    path.write_bytes("".join(lines).encode())
+    result = load_file(loader_conn, SESSIONS, DAY, path, clean_copy=clean_copy)
+    assert (result.method, result.rows_loaded, result.rows_quarantined) == (
+        "copy" if clean_copy else "rows",
+        5,
+        0,
+    )
+    assert source_lines(db, "online_sessions") == [
+        (n, line.rstrip("\n")) for n, line in enumerate(lines, start=1)
+    ]
+
+
+def test_a_carriage_return_inside_a_csv_field_is_loaded_as_delivered(tmp_path, loader_conn, db):
+    load_file(
+        loader_conn,
+        CUSTOMERS,
+        DAY,
+        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
+    )
+    path = write_csv(
+        tmp_path / "v.csv",
+        VISITS.column_names,
+        [visit_row(remark="line one\rline two"), visit_row(ticket_id="Q000000000002")],
+        delimiter=";",
+    )
+    assert b"one\rline" in path.read_bytes()
+    result = load_file(loader_conn, VISITS, DAY, path)
+    assert (result.rows_loaded, result.rows_quarantined) == (2, 0)
+    assert db.execute("select remark from raw.branch_visits order by _line_number").fetchall() == [
+        ("line one\rline two",),
+        ("客户很满意",),
+    ]
+    assert source_lines(db, "branch_visits") == file_lines(path)

@@ -454,11 +454,16 @@ def load_clean_jsonl(
         ) as copy:
             line = 1
             for block in line_blocks(path, bom):
-                # COPY text format: a backslash escapes, so double it (JSON has no raw tab
-                # or line break inside a value; a raw tab between tokens makes COPY fail).
-                lines = block.replace(b"\\", b"\\\\").split(b"\n")
+                # COPY text format: a backslash escapes, a tab separates, a carriage return
+                # ends a line. JSON has neither inside a value, but allows both between tokens.
+                block = block.replace(b"\\", b"\\\\")
+                if b"\t" in block:
+                    block = block.replace(b"\t", b"\\t")
+                lines = block.split(b"\n")
                 lines.pop()
-                docs = source_texts(lines, crlf)  # no stray carriage return in the JSON either
+                docs = source_texts(lines, crlf)
+                if b"\r" in block:
+                    docs = [doc.replace(b"\r", b"\\r") for doc in docs]
                 copy.write(numbered(docs, line, b"\t", docs if feed.source_line else None))
                 line += len(lines)
         loaded = cur.rowcount

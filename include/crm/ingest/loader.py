@@ -396,6 +396,12 @@ def _stage_csv(
             return "BAD_COLUMN_COUNT"
         return None if len(fields) == width else "BAD_COLUMN_COUNT"
 
+    def quoted(line: str) -> str:
+        """The line with every field quoted: COPY refuses a carriage return outside quotes
+        (the csv module parses a line that has quotes; a quoted empty field is null, too)."""
+        fields = next(csv.reader([line], delimiter=d, quotechar=quote)) if quote in line else line.split(d)
+        return d.join(f"{quote}{f.replace(quote, quote * 2)}{quote}" for f in fields)
+
     def pending() -> Iterator[tuple[int, list[str]]]:
         yield first_line + 1, block[1:]
         yield from blocks
@@ -408,7 +414,8 @@ def _stage_csv(
                 reason = check(lineno, line)
                 if reason is None:
                     # The whole line, quoted, is the row's _source_line.
-                    out.append(f"{lineno}{d}{quote}{line.replace(quote, quote * 2)}{quote}{d}{line}\n")
+                    fields = quoted(line) if "\r" in line else line
+                    out.append(f"{lineno}{d}{quote}{line.replace(quote, quote * 2)}{quote}{d}{fields}\n")
                     continue
                 detail = (
                     f"not valid {facts.encoding}"
@@ -455,7 +462,9 @@ def _stage_jsonl(
                 quarantined.append(_Quarantined(lineno, "BAD_JSON", None, "not a JSON object", raw))
                 continue
             # COPY text format: only backslashes need escaping (JSON has no raw tabs/newlines).
-            escaped = raw.replace(chr(92), chr(92) * 2)
+            # COPY text format: a backslash escapes, a tab separates, a carriage return ends
+            # a line; JSON allows raw tabs and carriage returns between tokens.
+            escaped = raw.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r")
             buf.write(f"{lineno}\t{escaped}\t{escaped}\n")
             staged += 1
             if buf.tell() >= COPY_CHUNK:
