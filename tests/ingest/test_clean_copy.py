@@ -442,3 +442,69 @@ def test_a_carriage_return_inside_a_csv_field_is_loaded_as_delivered(tmp_path, l
         ("客户很满意",),
     ]
     assert source_lines(db, "branch_visits") == file_lines(path)
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("csv_nul", "NUL_BYTE"),
+        ("json_nul", "NUL_BYTE"),
+        ("json_u0000", "BAD_JSON"),
+        ("json_unpaired_surrogate", "BAD_JSON"),
+    ],
+)
+def test_lines_postgresql_cannot_store_are_quarantined_not_fatal(tmp_path, loader_conn, db, case, reason):
+    """Python reads these lines, PostgreSQL cannot store them (a NUL in text; \\u0000 or an
+    unpaired surrogate in jsonb). They used to fail the whole load with a COPY error."""
+    load_file(
+        loader_conn,
+        CUSTOMERS,
+        DAY,
+        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
+    )
+    if case == "csv_nul":
+        feed = VISITS
+        rows = [visit_row(remark="a\x00b"), visit_row(ticket_id="Q000000000002")]
+        path = write_csv(tmp_path / "v.csv", VISITS.column_names, rows, delimiter=";")
+        bad_line = 2
+    else:
+        feed = SESSIONS
+        note = {"json_nul": "x\x00y", "json_u0000": "x\\u0000y", "json_unpaired_surrogate": "x\\ud800y"}[case]
+        lines = [session(i) for i in range(1, 4)]
+        lines[1] = lines[1].replace('"S0000000002"', f'"S0000000002", "note": "{note}"')
+        # A surrogate pair is fine: it is one character (an emoji here), loaded as usual.
+        lines[2] = lines[2].replace('"S0000000003"', '"S0000000003", "note": "\\ud83d\\ude00"')
+        path = tmp_path / "s.jsonl"
+        path.write_text("".join(lines), encoding="utf-8")
+        bad_line = 2
+    result = load_file(loader_conn, feed, DAY, path)
+    assert (result.rows_loaded, result.rows_quarantined, result.reasons) == (
+        1 if feed is VISITS else 2,
+        1,
+        {reason: 1},
+    )
+    (line, got, raw_line) = db.execute(
+        f"select _line_number, reason, raw_line from quarantine.{feed.name}"
+    ).fetchone()
+    assert (line, got) == (bad_line, reason)
+    assert "\x00" not in raw_line and raw_line.startswith(
+        path.read_text(encoding="utf-8").splitlines()[1][:5]
+    )
+    if feed is SESSIONS:
+        assert db.execute("select _extra from raw.online_sessions where _line_number = 3").fetchone() == (
+            {"note": "\U0001f600"},
+        )
+
+
+def test_a_utf16_file_is_refused_for_its_encoding(tmp_path, loader_conn):
+    from crm.ingest.loader import FileRefused
+
+    path = write_csv(
+        tmp_path / "c.csv",
+        CUSTOMERS.column_names,
+        [customer_row(i) for i in range(1, 5)],
+        encoding="utf-16-le",
+    )
+    with pytest.raises(FileRefused) as err:
+        load_file(loader_conn, CUSTOMERS, DAY, path)
+    assert err.value.rule == "ENCODING" and "NUL" in str(err.value)

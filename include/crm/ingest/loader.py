@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,8 @@ class _FileFacts:
     bom: bool
     crlf: bool
     data_lines: int
-    bad_lines: set[int]
+    bad_lines: set[int]  # undecodable in the file's encoding
+    nul_lines: set[int] = field(default_factory=set)  # hold a NUL byte, which PostgreSQL text cannot
 
 
 def _scan(feed: Feed, path: Path) -> _FileFacts:
@@ -114,6 +116,7 @@ def _scan(feed: Feed, path: Path) -> _FileFacts:
     size = 0
     lines = 0
     bad: set[int] = set()
+    nul: set[int] = set()
     crlf = False
     bom = False
     last = b""
@@ -138,12 +141,21 @@ def _scan(feed: Feed, path: Path) -> _FileFacts:
                     line.decode(feed.encoding)
                 except UnicodeDecodeError:
                     bad.add(i)
+        if b"\x00" in block:
+            nul.update(i for i, line in enumerate(block.split(b"\n"), start=lines + 1) if b"\x00" in line)
         lines += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
         last = block
     if size == 0 and feed.format == "csv":
         raise FileRefused(path, "FILE_EMPTY", "file has no bytes (a day with no rows still has a header)")
     if size == 0:  # JSON Lines: no events that day
         return _FileFacts(digest.hexdigest(), feed.encoding, False, False, 0, set())
+    if len(nul) > max(1, BAD_LINE_SHARE * lines):
+        raise FileRefused(
+            path,
+            "ENCODING",
+            f"{len(nul)} of {lines} lines hold NUL bytes (first: line {min(nul)}): "
+            f"not {feed.encoding} text (UTF-16?)",
+        )
     if not last.endswith(b"\n"):
         raise FileRefused(
             path, "FILE_TRUNCATED", f"line {lines} has no line end: the file was cut during delivery"
@@ -164,7 +176,7 @@ def _scan(feed: Feed, path: Path) -> _FileFacts:
                     f"and no tolerated encoding ({', '.join(feed.tolerated_encodings) or 'none'}) decodes it",
                 )
     data_lines = lines - (1 if feed.format == "csv" and feed.header else 0)
-    return _FileFacts(digest.hexdigest(), encoding, bom, crlf, data_lines, bad)
+    return _FileFacts(digest.hexdigest(), encoding, bom, crlf, data_lines, bad, nul)
 
 
 def _decodes(path: Path, encoding: str, bom: bool) -> bool:
@@ -388,6 +400,8 @@ def _stage_csv(
         """The reason a line cannot be staged, or None."""
         if lineno in facts.bad_lines:
             return "UNDECODABLE"
+        if lineno in facts.nul_lines:
+            return "NUL_BYTE"
         if quote not in line:
             return None if line.count(d) == width - 1 else "BAD_COLUMN_COUNT"
         try:
@@ -417,16 +431,35 @@ def _stage_csv(
                     fields = quoted(line) if "\r" in line else line
                     out.append(f"{lineno}{d}{quote}{line.replace(quote, quote * 2)}{quote}{d}{fields}\n")
                     continue
-                detail = (
-                    f"not valid {facts.encoding}"
-                    if reason == "UNDECODABLE"
-                    else f"field count differs from the header's {width}"
-                )
+                detail = {
+                    "UNDECODABLE": f"not valid {facts.encoding}",
+                    "NUL_BYTE": NUL_DETAIL,
+                }.get(reason, f"field count differs from the header's {width}")
                 quarantined.append(_Quarantined(lineno, reason, None, detail, line))
             staged += len(out)
             if out:
                 copy.write("".join(out))
     return header, staged
+
+
+NUL_DETAIL = "a NUL byte (0x00), which PostgreSQL text cannot store"
+# Escapes jsonb may refuse: \u0000, and surrogates (refused when unpaired).
+_JSONB_SUSPECT = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # after json.loads, a surrogate is unpaired
+
+
+def _jsonb_storable(value: object) -> bool:
+    """False if a parsed JSON value holds a NUL or an unpaired surrogate, in a key or a
+    string (json.loads takes both; PostgreSQL's jsonb refuses them)."""
+    if isinstance(value, str):
+        return not _UNSTORABLE.search(value)
+    if isinstance(value, dict):
+        return all(_jsonb_storable(k) and _jsonb_storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(map(_jsonb_storable, value))
+    return True
 
 
 def _not_json(constant: str) -> None:
@@ -453,6 +486,9 @@ def _stage_jsonl(
                     _Quarantined(lineno, "UNDECODABLE", None, f"not valid {facts.encoding}", raw)
                 )
                 continue
+            if lineno in facts.nul_lines:
+                quarantined.append(_Quarantined(lineno, "NUL_BYTE", None, NUL_DETAIL, raw))
+                continue
             try:
                 doc = json.loads(raw, parse_constant=_not_json)
             except ValueError as err:
@@ -461,7 +497,10 @@ def _stage_jsonl(
             if not isinstance(doc, dict):
                 quarantined.append(_Quarantined(lineno, "BAD_JSON", None, "not a JSON object", raw))
                 continue
-            # COPY text format: only backslashes need escaping (JSON has no raw tabs/newlines).
+            if _JSONB_SUSPECT.search(raw) and not _jsonb_storable(doc):
+                detail = "a \\u0000 or unpaired surrogate escape, which PostgreSQL's jsonb cannot store"
+                quarantined.append(_Quarantined(lineno, "BAD_JSON", None, detail, raw))
+                continue
             # COPY text format: a backslash escapes, a tab separates, a carriage return ends
             # a line; JSON allows raw tabs and carriage returns between tokens.
             escaped = raw.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r")
@@ -604,7 +643,7 @@ def _load_rows(
                     q.reason,
                     q.column,
                     q.detail,
-                    q.raw,
+                    q.raw.replace("\x00", "\ufffd"),  # text cannot hold NUL: as decode's errors="replace"
                 )
             )
     conn.execute(sql.SQL("drop table {}").format(stage))
@@ -624,7 +663,7 @@ def _load_clean(
 ) -> int | None:
     """Rows loaded by the clean-file path (crm.ingest.clean_copy), None if the file needs
     the row-by-row path (everything the attempt did is rolled back to a savepoint)."""
-    if facts.bad_lines:
+    if facts.bad_lines or facts.nul_lines:
         return None
     file = {"encoding": facts.encoding, "bom": facts.bom, "crlf": facts.crlf, "data_lines": facts.data_lines}
     try:
