@@ -508,3 +508,40 @@ def test_a_utf16_file_is_refused_for_its_encoding(tmp_path, loader_conn):
     with pytest.raises(FileRefused) as err:
         load_file(loader_conn, CUSTOMERS, DAY, path)
     assert err.value.rule == "ENCODING" and "NUL" in str(err.value)
+
+
+def test_a_trailing_delimiter_is_an_unnamed_extra_column(tmp_path, loader_conn, db):
+    """Some exports end every line with the delimiter: the header's last name is empty.
+    That column is extra (kept in _extra where it has a value), not a crash."""
+    load_file(
+        loader_conn,
+        CUSTOMERS,
+        DAY,
+        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
+    )
+    rows = [visit_row(), visit_row(ticket_id="Q000000000002")]
+    rows[1][""] = "x"
+    path = write_csv(tmp_path / "v.csv", [*VISITS.column_names, ""], rows, delimiter=";")
+    result = load_file(loader_conn, VISITS, DAY, path)
+    assert (result.rows_loaded, result.rows_quarantined) == (2, 0)
+    assert any(w.startswith("SCHEMA_EXTRA_COLUMN") and "_unnamed_12" in w for w in result.warnings)
+    assert db.execute("select _extra from raw.branch_visits order by _line_number").fetchall() == [
+        (None,),
+        ({"_unnamed_12": "x"},),
+    ]
+
+
+def test_json_nested_deeper_than_python_parses_is_quarantined(tmp_path, loader_conn, db):
+    load_file(
+        loader_conn,
+        CUSTOMERS,
+        DAY,
+        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
+    )
+    lines = [session(i) for i in range(1, 4)]
+    lines[0] = "{not json\n"  # sends the file row by row, where Python parses each line
+    lines[1] = lines[1].replace('"S0000000002"', '"S0000000002", "note": ' + "[" * 100_000 + "]" * 100_000)
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(lines), encoding="utf-8")
+    result = load_file(loader_conn, SESSIONS, DAY, path)
+    assert (result.method, result.rows_loaded, result.reasons) == ("rows", 1, {"BAD_JSON": 2})

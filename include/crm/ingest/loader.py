@@ -347,7 +347,9 @@ def _read_header(feed: Feed, path: Path, facts: _FileFacts) -> list[str]:
     if not raw.strip():
         raise FileRefused(path, "FILE_EMPTY", "file has no header line")
     line = raw.decode(facts.encoding, errors="replace").rstrip("\r\n")
-    header = [h.strip() for h in next(csv.reader([line], delimiter=feed.delimiter, quotechar=feed.quotechar))]
+    names = next(csv.reader([line], delimiter=feed.delimiter, quotechar=feed.quotechar))
+    # A column without a name (a trailing delimiter, say) is an extra column all the same.
+    header = [h.strip() or f"_unnamed_{i}" for i, h in enumerate(names, start=1)]
     missing = [c for c in feed.column_names if c not in header]
     if missing:
         raise FileRefused(
@@ -491,7 +493,7 @@ def _stage_jsonl(
                 continue
             try:
                 doc = json.loads(raw, parse_constant=_not_json)
-            except ValueError as err:
+            except (ValueError, RecursionError) as err:  # RecursionError: nested too deep
                 quarantined.append(_Quarantined(lineno, "BAD_JSON", None, f"not JSON: {err}", raw))
                 continue
             if not isinstance(doc, dict):
@@ -558,7 +560,7 @@ def _load_rows(
         if extra_cols:
             result.warnings.append(f"SCHEMA_EXTRA_COLUMN: kept {', '.join(extra_cols)} in _extra")
         extra_expr = (
-            sql.SQL("jsonb_strip_nulls(jsonb_build_object({}))").format(
+            sql.SQL("nullif(jsonb_strip_nulls(jsonb_build_object({})), '{{}}'::jsonb)").format(
                 sql.SQL(", ").join(
                     sql.SQL("{}, {}").format(sql.Literal(c), sql.Identifier(c)) for c in extra_cols
                 )
