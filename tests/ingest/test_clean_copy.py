@@ -512,7 +512,8 @@ def test_a_utf16_file_is_refused_for_its_encoding(tmp_path, loader_conn):
 
 def test_a_trailing_delimiter_is_an_unnamed_extra_column(tmp_path, loader_conn, db):
     """Some exports end every line with the delimiter: the header's last name is empty.
-    That column is extra (kept in _extra where it has a value), not a crash."""
+    That column is extra (kept in _extra where it has a value), not a crash; so is a column
+    named like one the loader adds."""
     load_file(
         loader_conn,
         CUSTOMERS,
@@ -521,13 +522,19 @@ def test_a_trailing_delimiter_is_an_unnamed_extra_column(tmp_path, loader_conn, 
     )
     rows = [visit_row(), visit_row(ticket_id="Q000000000002")]
     rows[1][""] = "x"
-    path = write_csv(tmp_path / "v.csv", [*VISITS.column_names, ""], rows, delimiter=";")
+    rows[1]["_line_number"] = "7"  # named like a column the loader adds
+    path = write_csv(tmp_path / "v.csv", [*VISITS.column_names, "_line_number", ""], rows, delimiter=";")
     result = load_file(loader_conn, VISITS, DAY, path)
     assert (result.rows_loaded, result.rows_quarantined) == (2, 0)
-    assert any(w.startswith("SCHEMA_EXTRA_COLUMN") and "_unnamed_12" in w for w in result.warnings)
-    assert db.execute("select _extra from raw.branch_visits order by _line_number").fetchall() == [
-        (None,),
-        ({"_unnamed_12": "x"},),
+    assert any(
+        w.startswith("SCHEMA_EXTRA_COLUMN") and "_line_number_12" in w and "_unnamed_13" in w
+        for w in result.warnings
+    )
+    assert db.execute(
+        "select _line_number, _extra from raw.branch_visits order by _line_number"
+    ).fetchall() == [
+        (2, None),
+        (3, {"_line_number_12": "7", "_unnamed_13": "x"}),
     ]
 
 

@@ -36,6 +36,7 @@ LOCAL_TZ = "Asia/Shanghai"
 BAD_LINE_SHARE = 0.01  # above this share of undecodable lines the file's encoding is wrong
 COPY_CHUNK = 1 << 20  # bytes handed to COPY at a time
 LOAD_WORK_MEM = "256MB"
+STAGE_COLUMNS = {"_line_number", "_source_line"}  # the CSV stage's own columns
 # Codecs (Python's names) in which every ASCII byte string decodes to itself.
 ASCII_COMPATIBLE = {"utf-8", "ascii", "latin-1", "iso8859-1", "cp1252", "gbk", "gb18030", "big5"}
 
@@ -348,8 +349,12 @@ def _read_header(feed: Feed, path: Path, facts: _FileFacts) -> list[str]:
         raise FileRefused(path, "FILE_EMPTY", "file has no header line")
     line = raw.decode(facts.encoding, errors="replace").rstrip("\r\n")
     names = next(csv.reader([line], delimiter=feed.delimiter, quotechar=feed.quotechar))
-    # A column without a name (a trailing delimiter, say) is an extra column all the same.
-    header = [h.strip() or f"_unnamed_{i}" for i, h in enumerate(names, start=1)]
+    # A column without a name (a trailing delimiter, say) is an extra column all the same,
+    # and so is one named like a column the loader adds (renamed: the stage has those).
+    header = [
+        f"{h}_{i}" if h in STAGE_COLUMNS else h or f"_unnamed_{i}"
+        for i, h in enumerate((n.strip() for n in names), start=1)
+    ]
     missing = [c for c in feed.column_names if c not in header]
     if missing:
         raise FileRefused(
