@@ -552,3 +552,29 @@ def test_json_nested_deeper_than_python_parses_is_quarantined(tmp_path, loader_c
     path.write_text("".join(lines), encoding="utf-8")
     result = load_file(loader_conn, SESSIONS, DAY, path)
     assert (result.method, result.rows_loaded, result.reasons) == ("rows", 1, {"BAD_JSON": 2})
+
+
+@pytest.mark.parametrize("clean_copy", [True, False], ids=["clean-path", "row-path"])
+def test_a_stray_quote_inside_an_unquoted_field_is_kept_on_both_paths(tmp_path, loader_conn, db, clean_copy):
+    """At a quote inside an unquoted field PostgreSQL's COPY starts a quoted section (here it
+    would silently load 'He said hi'); the csv module keeps the quote. Such a line is not
+    RFC 4180, so the clean path hands the file to the row-by-row path, which loads it as
+    the csv module reads it."""
+    load_file(
+        loader_conn,
+        CUSTOMERS,
+        DAY,
+        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
+    )
+    rows = [visit_row(), visit_row(ticket_id="Q000000000002", remark='He said "hi"')]
+    lines = [";".join(VISITS.column_names)] + [
+        ";".join(r.get(c, "") for c in VISITS.column_names) for r in rows
+    ]
+    path = tmp_path / "v.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = load_file(loader_conn, VISITS, DAY, path, clean_copy=clean_copy)
+    assert (result.method, result.rows_loaded) == ("rows", 2)
+    assert db.execute("select remark from raw.branch_visits order by _line_number").fetchall() == [
+        ("客户很满意",),
+        ('He said "hi"',),
+    ]

@@ -117,6 +117,7 @@ class LineChecker:
         line = d.join(f or field for f in fields)
         pattern = rf"(?:{line}\r?\n)*+"
         self.delimiter, self.quote = feed.delimiter, feed.quotechar
+        self.rfc_line = rfc4180_line(feed.delimiter, feed.quotechar)
         self.lines = re.compile(pattern.encode() if self.raw else pattern, re.ASCII)
         self.quote_b = self.quote.encode()
         self.fields = [re.compile(f, re.ASCII) if f else None for f in fields]  # for quoted lines
@@ -145,6 +146,11 @@ class LineChecker:
             raise NotClean(f"line {self.line + reader.line_num - 1}: {err}") from None
         if len(rows) != len(lines):
             raise NotClean(f"a quoted field spans lines after line {self.line}")
+        for i, line in enumerate(lines):
+            # A quote inside an unquoted field: the csv module keeps it, PostgreSQL starts
+            # a quoted section there. Only the row-by-row path reads such a line (as Python).
+            if self.quote in line and not self.rfc_line.fullmatch(line.removesuffix("\r")):
+                raise NotClean(f"line {self.line + i}: a quote inside an unquoted field")
         for i, row in enumerate(rows):
             if len(row) != len(self.fields) or any(
                 rule is not None and not rule.fullmatch(value)
@@ -152,6 +158,14 @@ class LineChecker:
             ):
                 raise NotClean(f"line {self.line + i}: field count or date/timestamp shape")
         self.line += len(lines)
+
+
+def rfc4180_line(delimiter: str, quote: str) -> re.Pattern[str]:
+    """One CSV line as RFC 4180 writes it: each field quoted (quotes doubled inside) or free
+    of quotes. On such a line Python's csv module and PostgreSQL's COPY read the same fields."""
+    d, q = re.escape(delimiter), re.escape(quote)
+    field = f"(?:{q}(?:[^{q}]|{q}{q})*+{q}|[^{q}{d}\r\n]*+)"
+    return re.compile(f"{field}(?:{d}{field})*+")
 
 
 def line_blocks(path: Path, bom: bool) -> Iterator[bytes]:

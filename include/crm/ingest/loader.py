@@ -418,8 +418,8 @@ def _stage_csv(
         return None if len(fields) == width else "BAD_COLUMN_COUNT"
 
     def quoted(line: str) -> str:
-        """The line with every field quoted: COPY refuses a carriage return outside quotes
-        (the csv module parses a line that has quotes; a quoted empty field is null, too)."""
+        """The line with every field quoted, as the csv module reads it (a quoted empty
+        field is null, too)."""
         fields = next(csv.reader([line], delimiter=d, quotechar=quote)) if quote in line else line.split(d)
         return d.join(f"{quote}{f.replace(quote, quote * 2)}{quote}" for f in fields)
 
@@ -435,7 +435,9 @@ def _stage_csv(
                 reason = check(lineno, line)
                 if reason is None:
                     # The whole line, quoted, is the row's _source_line.
-                    fields = quoted(line) if "\r" in line else line
+                    # Fields quoted as Python read them: PostgreSQL reads a stray quote
+                    # (inside an unquoted field) or a carriage return differently, or not at all.
+                    fields = quoted(line) if quote in line or "\r" in line else line
                     out.append(f"{lineno}{d}{quote}{line.replace(quote, quote * 2)}{quote}{d}{fields}\n")
                     continue
                 detail = {
