@@ -200,6 +200,15 @@ def test_unknown_customer_reference_is_quarantined(tmp_path, loader_conn, db):
         (b"", "FILE_EMPTY"),
         (b"customer_id,change_type\nC000000001,I", "FILE_TRUNCATED"),
         (b"customer_id,change_type\nC000000001,I\n", "SCHEMA_MISSING_COLUMN"),
+        (",".join(["customer_id", *CUSTOMERS.column_names]).encode() + b"\n", "SCHEMA_DUPLICATE_COLUMN"),
+        (
+            ",".join(CUSTOMERS.column_names).replace("gender", "gen\rder").encode() + b"\n",
+            "SCHEMA_BAD_HEADER",
+        ),
+        (
+            ",".join(CUSTOMERS.column_names).replace("gender", '"gender').encode() + b"\n",
+            "SCHEMA_BAD_HEADER",
+        ),
     ],
 )
 def test_whole_file_problems_refuse_the_file_and_name_the_rule(tmp_path, loader_conn, db, content, rule):

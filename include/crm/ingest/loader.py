@@ -348,7 +348,10 @@ def _read_header(feed: Feed, path: Path, facts: _FileFacts) -> list[str]:
     if not raw.strip():
         raise FileRefused(path, "FILE_EMPTY", "file has no header line")
     line = raw.decode(facts.encoding, errors="replace").rstrip("\r\n")
-    names = next(csv.reader([line], delimiter=feed.delimiter, quotechar=feed.quotechar))
+    try:
+        names = next(csv.reader([line], delimiter=feed.delimiter, quotechar=feed.quotechar, strict=True))
+    except csv.Error as err:
+        raise FileRefused(path, "SCHEMA_BAD_HEADER", f"line 1 is not a CSV header ({err})") from None
     # A column without a name (a trailing delimiter, say) is an extra column all the same,
     # and so is one named like a column the loader adds (renamed: the stage has those).
     header = [
