@@ -333,3 +333,32 @@ def test_balance_violation_rolls_back(tmp_path, loader_conn, db, monkeypatch):
     with pytest.raises(LoadBalanceError):
         load_file(loader_conn, CUSTOMERS, DAY, path)
     assert counts(db, "core_customers") == (0, 0)
+
+
+def test_a_file_of_mixed_encodings_is_not_converted(tmp_path, loader_conn, db):
+    """branch_visits tolerates GBK. A UTF-8 file with one GBK line is not a GBK file:
+    decoding it as GBK would silently turn every UTF-8 remark into other characters. The
+    GBK line is undecodable; with many such lines the file is refused."""
+    load_file(
+        loader_conn, CUSTOMERS, DAY, write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1)])
+    )
+    rows = [visit_row(ticket_id=f"Q{n:012d}", remark="客户很满意，服务很好") for n in range(1, 20)]
+    utf8 = write_csv(tmp_path / "u.csv", VISITS.column_names, rows, delimiter=";").read_bytes()
+
+    def gbk_line(n: int) -> bytes:
+        row = visit_row(ticket_id=f"Q{n:012d}", remark="排队太久")
+        return ";".join(row.get(c, "") for c in VISITS.column_names).encode("gbk") + b"\n"
+
+    path = tmp_path / "v.csv"
+    path.write_bytes(utf8 + gbk_line(99))
+    result = load_file(loader_conn, VISITS, DAY, path)
+    assert (result.rows_loaded, result.reasons) == (19, {"UNDECODABLE": 1})
+    assert not any(w.startswith("ENCODING_CONVERTED") for w in result.warnings)
+    assert db.execute("select distinct remark from raw.branch_visits").fetchall() == [
+        ("客户很满意，服务很好",)
+    ]
+
+    path.write_bytes(utf8 + b"".join(gbk_line(n) for n in range(90, 95)))
+    with pytest.raises(FileRefused, match="mixed encodings") as err:
+        load_file(loader_conn, VISITS, DAY, path)
+    assert err.value.rule == "ENCODING"

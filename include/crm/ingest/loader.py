@@ -118,6 +118,7 @@ def _scan(feed: Feed, path: Path) -> _FileFacts:
     lines = 0
     bad: set[int] = set()
     nul: set[int] = set()
+    declared_text = False  # a non-ASCII line is valid in the declared encoding
     crlf = False
     bom = False
     last = b""
@@ -132,16 +133,19 @@ def _scan(feed: Feed, path: Path) -> _FileFacts:
                 continue
         # A single-byte search first: memchr is several times faster than a two-byte one.
         crlf = crlf or (b"\r" in block and b"\r\n" in block)
-        try:
-            # Pure ASCII is valid in an ASCII-compatible encoding, and isascii() is far
-            # cheaper than decoding.
-            (ascii_ok and block.isascii()) or block.decode(feed.encoding)
-        except UnicodeDecodeError:
-            for i, line in enumerate(block.split(b"\n"), start=lines + 1):
-                try:
-                    line.decode(feed.encoding)
-                except UnicodeDecodeError:
-                    bad.add(i)
+        # Pure ASCII is valid in an ASCII-compatible encoding, and isascii() is far cheaper
+        # than decoding.
+        if not (ascii_ok and block.isascii()):
+            try:
+                block.decode(feed.encoding)
+                declared_text = True
+            except UnicodeDecodeError:
+                for i, line in enumerate(block.split(b"\n"), start=lines + 1):
+                    try:
+                        line.decode(feed.encoding)
+                        declared_text = declared_text or not line.isascii()
+                    except UnicodeDecodeError:
+                        bad.add(i)
         if b"\x00" in block:
             nul.update(i for i, line in enumerate(block.split(b"\n"), start=lines + 1) if b"\x00" in line)
         lines += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
@@ -162,19 +166,27 @@ def _scan(feed: Feed, path: Path) -> _FileFacts:
             path, "FILE_TRUNCATED", f"line {lines} has no line end: the file was cut during delivery"
         )
     encoding = feed.encoding
+    # A tolerated encoding converts a file written in it, not a mixed one: decoding the
+    # valid non-ASCII lines of a mostly declared-encoding file as GBK would silently turn
+    # them into other characters. In a mixed file the odd lines are undecodable.
+    tolerated = () if declared_text else feed.tolerated_encodings
     if bad:
-        for candidate in feed.tolerated_encodings:
+        for candidate in tolerated:
             if _decodes(path, candidate, bom):
                 encoding, bad = candidate, set()
                 break
         else:
             if len(bad) > max(1, BAD_LINE_SHARE * lines):
                 first = min(bad)
+                why = (
+                    "while other non-ASCII lines are: a file of mixed encodings is not converted"
+                    if declared_text
+                    else f"and no tolerated encoding ({', '.join(tolerated) or 'none'}) decodes it"
+                )
                 raise FileRefused(
                     path,
                     "ENCODING",
-                    f"{len(bad)} of {lines} lines are not valid {feed.encoding} (first: line {first}) "
-                    f"and no tolerated encoding ({', '.join(feed.tolerated_encodings) or 'none'}) decodes it",
+                    f"{len(bad)} of {lines} lines are not valid {feed.encoding} (first: line {first}) {why}",
                 )
     data_lines = lines - (1 if feed.format == "csv" and feed.header else 0)
     return _FileFacts(digest.hexdigest(), encoding, bom, crlf, data_lines, bad, nul)
