@@ -104,7 +104,7 @@ class _FileFacts:
     crlf: bool
     data_lines: int
     bad_lines: set[int]  # undecodable in the file's encoding
-    nul_lines: set[int] = field(default_factory=set)  # hold a NUL byte, which PostgreSQL text cannot
+    nul_lines: set[int] = field(default_factory=set)  # hold a NUL byte (PostgreSQL text cannot)
 
 
 def _scan(feed: Feed, path: Path) -> _FileFacts:
@@ -449,9 +449,9 @@ def _stage_csv(
                 lineno = start + i
                 reason = check(lineno, line)
                 if reason is None:
-                    # The whole line, quoted, is the row's _source_line.
-                    # Fields quoted as Python read them: PostgreSQL reads a stray quote
-                    # (inside an unquoted field) or a carriage return differently, or not at all.
+                    # The whole line, quoted, is the row's _source_line. A line with a quote
+                    # or a carriage return goes in with its fields quoted as Python read
+                    # them: PostgreSQL reads a stray quote differently, and a bare CR not at all.
                     fields = quoted(line) if quote in line or "\r" in line else line
                     out.append(f"{lineno}{d}{quote}{line.replace(quote, quote * 2)}{quote}{d}{fields}\n")
                     continue
@@ -467,11 +467,10 @@ def _stage_csv(
 
 
 NUL_DETAIL = "a NUL byte (0x00), which PostgreSQL text cannot store"
-# Escapes jsonb may refuse: \u0000, and surrogates (refused when unpaired).
+# JSON escapes jsonb may refuse: \u0000, and surrogates (refused when unpaired). Only a line
+# holding one is looked at closely, after json.loads (where a surrogate left is unpaired).
 _JSONB_SUSPECT = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
-
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # after json.loads, a surrogate is unpaired
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _jsonb_storable(value: object) -> bool:
