@@ -14,6 +14,16 @@ from .test_loader import CUSTOMERS, DAY, VISITS, counts, customer_row, visit_row
 CLEAN = {"address": "北京市朝阳区1号"}
 
 
+def load_customer_one(tmp_path, loader_conn) -> None:
+    """Customer C000000001 in raw, so the references of the file under test resolve."""
+    load_file(
+        loader_conn,
+        CUSTOMERS,
+        DAY,
+        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
+    )
+
+
 def rows_of(db, feed: str) -> list[tuple]:
     """The day's rows without what differs between two loads (load id, loaded-at)."""
     cols = [
@@ -108,12 +118,7 @@ def test_quoted_fields_keep_the_clean_path(tmp_path, loader_conn, db):
 
 
 def test_unknown_reference_sends_the_file_row_by_row(tmp_path, loader_conn, db):
-    load_file(
-        loader_conn,
-        CUSTOMERS,
-        DAY,
-        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
-    )
+    load_customer_one(tmp_path, loader_conn)
     visit = visit_row(remark="ok")
     stranger = visit_row(remark="ok", ticket_id="Q000000000002", customer_id="C000000777")
     path = write_csv(tmp_path / "v.csv", VISITS.column_names, [visit, stranger], delimiter=";")
@@ -122,12 +127,7 @@ def test_unknown_reference_sends_the_file_row_by_row(tmp_path, loader_conn, db):
 
 
 def test_clean_gbk_crlf_bom_files_take_the_clean_path(tmp_path, loader_conn, db):
-    load_file(
-        loader_conn,
-        CUSTOMERS,
-        DAY,
-        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
-    )
+    load_customer_one(tmp_path, loader_conn)
     visit = visit_row()
     gbk = write_csv(
         tmp_path / "g.csv", VISITS.column_names, [visit], delimiter=";", encoding="gbk", lineterminator="\r\n"
@@ -247,12 +247,7 @@ def session(n: int, **overrides) -> str:
 
 
 def test_clean_json_lines_are_one_copy_with_the_same_rows_as_the_row_path(tmp_path, loader_conn, db):
-    load_file(
-        loader_conn,
-        CUSTOMERS,
-        DAY,
-        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
-    )
+    load_customer_one(tmp_path, loader_conn)
     path = tmp_path / "sessions.jsonl"
     path.write_text(
         "".join(session(i, device="phone" if i == 3 else ...) for i in range(1, 201)), encoding="utf-8"
@@ -283,12 +278,7 @@ def test_clean_json_lines_are_one_copy_with_the_same_rows_as_the_row_path(tmp_pa
     ],
 )
 def test_one_bad_json_line_sends_the_file_row_by_row(tmp_path, loader_conn, db, bad_line, reason):
-    load_file(
-        loader_conn,
-        CUSTOMERS,
-        DAY,
-        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
-    )
+    load_customer_one(tmp_path, loader_conn)
     if bad_line is None:
         bad_line = session(
             99,
@@ -374,12 +364,7 @@ def test_every_raw_row_keeps_its_source_line_beside_the_typed_values(tmp_path, l
 
 @pytest.mark.parametrize("clean_copy", [True, False], ids=["clean-path", "row-path"])
 def test_a_feed_may_leave_its_source_lines_out_of_raw(tmp_path, loader_conn, db, clean_copy):
-    load_file(
-        loader_conn,
-        CUSTOMERS,
-        DAY,
-        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
-    )
+    load_customer_one(tmp_path, loader_conn)
     lean = VISITS.model_copy(update={"source_line": False})
     path = write_csv(tmp_path / "v.csv", VISITS.column_names, [visit_row()], delimiter=";")
     result = load_file(loader_conn, lean, DAY, path, clean_copy=clean_copy)
@@ -399,12 +384,7 @@ def test_a_feed_may_leave_its_source_lines_out_of_raw(tmp_path, loader_conn, db,
 def test_json_whitespace_tabs_and_carriage_returns_load(tmp_path, loader_conn, db, clean_copy):
     """A tab or carriage return between JSON tokens is valid JSON, and a separator or line
     end to COPY's text format: the line is still loaded, as delivered."""
-    load_file(
-        loader_conn,
-        CUSTOMERS,
-        DAY,
-        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
-    )
+    load_customer_one(tmp_path, loader_conn)
     lines = [session(i) for i in range(1, 6)]
     lines[1] = lines[1].replace('":', '":\t', 2)
     lines[3] = lines[3].replace(", ", ",\r ", 1)
@@ -422,12 +402,7 @@ def test_json_whitespace_tabs_and_carriage_returns_load(tmp_path, loader_conn, d
 
 
 def test_a_carriage_return_inside_a_csv_field_is_loaded_as_delivered(tmp_path, loader_conn, db):
-    load_file(
-        loader_conn,
-        CUSTOMERS,
-        DAY,
-        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
-    )
+    load_customer_one(tmp_path, loader_conn)
     path = write_csv(
         tmp_path / "v.csv",
         VISITS.column_names,
@@ -456,12 +431,7 @@ def test_a_carriage_return_inside_a_csv_field_is_loaded_as_delivered(tmp_path, l
 def test_lines_postgresql_cannot_store_are_quarantined_not_fatal(tmp_path, loader_conn, db, case, reason):
     """Python reads these lines, PostgreSQL cannot store them (a NUL in text; \\u0000 or an
     unpaired surrogate in jsonb). They used to fail the whole load with a COPY error."""
-    load_file(
-        loader_conn,
-        CUSTOMERS,
-        DAY,
-        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
-    )
+    load_customer_one(tmp_path, loader_conn)
     if case == "csv_nul":
         feed = VISITS
         rows = [visit_row(remark="a\x00b"), visit_row(ticket_id="Q000000000002")]
@@ -514,12 +484,7 @@ def test_a_trailing_delimiter_is_an_unnamed_extra_column(tmp_path, loader_conn, 
     """Some exports end every line with the delimiter: the header's last name is empty.
     That column is extra (kept in _extra where it has a value), not a crash; so is a column
     named like one the loader adds."""
-    load_file(
-        loader_conn,
-        CUSTOMERS,
-        DAY,
-        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
-    )
+    load_customer_one(tmp_path, loader_conn)
     rows = [visit_row(), visit_row(ticket_id="Q000000000002")]
     rows[1][""] = "x"
     rows[1]["_line_number"] = "7"  # named like a column the loader adds
@@ -539,12 +504,7 @@ def test_a_trailing_delimiter_is_an_unnamed_extra_column(tmp_path, loader_conn, 
 
 
 def test_json_nested_deeper_than_python_parses_is_quarantined(tmp_path, loader_conn, db):
-    load_file(
-        loader_conn,
-        CUSTOMERS,
-        DAY,
-        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
-    )
+    load_customer_one(tmp_path, loader_conn)
     lines = [session(i) for i in range(1, 4)]
     lines[0] = "{not json\n"  # sends the file row by row, where Python parses each line
     lines[1] = lines[1].replace('"S0000000002"', '"S0000000002", "note": ' + "[" * 100_000 + "]" * 100_000)
@@ -560,12 +520,7 @@ def test_a_stray_quote_inside_an_unquoted_field_is_kept_on_both_paths(tmp_path, 
     would silently load 'He said hi'); the csv module keeps the quote. Such a line is not
     RFC 4180, so the clean path hands the file to the row-by-row path, which loads it as
     the csv module reads it."""
-    load_file(
-        loader_conn,
-        CUSTOMERS,
-        DAY,
-        write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(1, **CLEAN)]),
-    )
+    load_customer_one(tmp_path, loader_conn)
     rows = [visit_row(), visit_row(ticket_id="Q000000000002", remark='He said "hi"')]
     lines = [";".join(VISITS.column_names)] + [
         ";".join(r.get(c, "") for c in VISITS.column_names) for r in rows
