@@ -108,6 +108,7 @@ def bench_ingest(customers: int, work: Path) -> dict[str, Any]:
                 else:
                     typed = _timed_jsonl_typing(conn, feed, path)
                 entry["floor_s"] = round(typed + _timed_checks(conn, feed, registry, path), 3)
+        memory = _bench_loader_memory(role_url("crm_loader", settings, base_url=url), landing, work)
     faulty = _bench_faulty_day(customers, work)
     floor_s = sum(r["floor_s"] for r in results.values())
     total_rows = sum(r["rows"] for r in results.values())
@@ -139,7 +140,54 @@ def bench_ingest(customers: int, work: Path) -> dict[str, Any]:
             sum(r["typed_copy_s"] for r in csv_feeds) / sum(r["loader_s"] for r in csv_feeds), 2
         ),
         "faulty_day": faulty,
+        "loader_memory": memory,
     }
+
+
+_LOAD_AND_REPORT_RSS = """
+import datetime as dt, json, pathlib, resource, sys, time
+import psycopg
+from crm.feeds import load_registry
+from crm.ingest import load_file
+url, path, day, clean = sys.argv[1], pathlib.Path(sys.argv[2]), dt.date.fromisoformat(sys.argv[3]), sys.argv[4] == "1"
+with psycopg.connect(url) as conn:
+    started = time.perf_counter()
+    result = load_file(conn, load_registry().feed("core_customers"), day, path, force=True, clean_copy=clean)
+    seconds = time.perf_counter() - started
+# VmHWM, not ru_maxrss: Linux carries the parent's peak across fork and exec into the latter.
+status = pathlib.Path("/proc/self/status")
+hwm = [int(x.split()[1]) for x in status.read_text().splitlines() if x.startswith("VmHWM:")] if status.exists() else []
+peak_kib = hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rows": result.rows_loaded, "method": result.method, "seconds": round(seconds, 2),
+                  "peak_rss_mib": round(peak_kib / 1024)}))
+"""
+
+
+def _bench_loader_memory(loader_url: str, landing: Path, work: Path) -> dict[str, Any]:
+    """Peak RSS of a fresh process loading the customers file, and a file 10 times its size
+    (the same rows under 10 id ranges), by each path: bounded memory shows as equal peaks."""
+    import subprocess
+    import sys
+
+    small = landing / "core_customers" / START.isoformat() / "customers.csv"
+    big = work / "customers_x10.csv"
+    with open(small, "rb") as src, open(big, "wb") as out:
+        header, body = src.readline(), b"\n" + src.read()
+        out.write(header)
+        for k in range(10):  # C0xxxxxxxx -> C<k>xxxxxxxx: line-initial ids only (the key)
+            out.write(body.replace(b"\nC0", b"\nC%d" % k)[1:])
+    report: dict[str, Any] = {"big_file_mib": round(big.stat().st_size / 2**20)}
+    for name, path in (("file", small), ("file_x10", big)):
+        for path_name, clean in (("clean", "1"), ("rows", "0")):
+            proc = subprocess.run(
+                [sys.executable, "-c", _LOAD_AND_REPORT_RSS, loader_url, str(path), START.isoformat(), clean],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            report[f"{name}_{path_name}"] = json.loads(proc.stdout.strip().splitlines()[-1])
+    big.unlink()
+    return report
 
 
 def _timed_copy(conn: psycopg.Connection, path: Path, columns: str, options: str) -> float:

@@ -19,5 +19,14 @@ def test_ingest_bench_reports_loader_plain_copy_and_floor_per_feed(warehouse, tm
     assert report["total_rows"] == sum(e["rows"] for e in feeds.values())
     assert report["floor_s"] > 0 and report["floor_vs_copy_all_feeds"] > 0
     assert report["loader_vs_floor"] > 0
+    memory = report["loader_memory"]
+    for run in ("file_clean", "file_rows", "file_x10_clean", "file_x10_rows"):
+        assert memory[run]["peak_rss_mib"] > 0, run
+    assert (
+        memory["file_x10_clean"]["rows"]
+        == 10 * memory["file_clean"]["rows"]
+        == 10 * feeds["core_customers"]["rows"]
+    )
+    assert (memory["file_x10_clean"]["method"], memory["file_x10_rows"]["method"]) == ("copy", "rows")
     faulty = report["faulty_day"]
     assert faulty["quarantined"] > 0 and faulty["files_by_method"].get("rows", 0) > 0
