@@ -19,15 +19,10 @@ from typing import Any
 
 import psycopg
 
+from crm.memory import peak_rss_mib
 from crm.settings import get_settings
 
 START = dt.date(2026, 1, 1)
-
-
-def _peak_rss_mib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def bench_generator(customers: int, work: Path, big: int = 0) -> dict[str, Any]:
@@ -145,21 +140,18 @@ def bench_ingest(customers: int, work: Path) -> dict[str, Any]:
 
 
 _LOAD_AND_REPORT_RSS = """
-import datetime as dt, json, pathlib, resource, sys, time
+import datetime as dt, json, pathlib, sys, time
 import psycopg
 from crm.feeds import load_registry
 from crm.ingest import load_file
+from crm.memory import peak_rss_mib
 url, path, day, clean = sys.argv[1], pathlib.Path(sys.argv[2]), dt.date.fromisoformat(sys.argv[3]), sys.argv[4] == "1"
 with psycopg.connect(url) as conn:
     started = time.perf_counter()
     result = load_file(conn, load_registry().feed("core_customers"), day, path, force=True, clean_copy=clean)
     seconds = time.perf_counter() - started
-# VmHWM, not ru_maxrss: Linux carries the parent's peak across fork and exec into the latter.
-status = pathlib.Path("/proc/self/status")
-hwm = [int(x.split()[1]) for x in status.read_text().splitlines() if x.startswith("VmHWM:")] if status.exists() else []
-peak_kib = hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"rows": result.rows_loaded, "method": result.method, "seconds": round(seconds, 2),
-                  "peak_rss_mib": round(peak_kib / 1024)}))
+                  "peak_rss_mib": round(peak_rss_mib())}))
 """
 
 
@@ -378,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             report[name] = {"skipped": f"stage not built yet ({err.name})"}
         report[name]["wall_s"] = round(time.perf_counter() - started, 1)
         print(f"== {name}: {json.dumps(report[name], indent=1)}")
-    report["peak_rss_mib_bench_process"] = round(_peak_rss_mib())
+    report["peak_rss_mib_bench_process"] = round(peak_rss_mib())
     out = settings.home / "bench" / "results.json"
     out.write_text(json.dumps(report, indent=2))
     shutil.rmtree(work, ignore_errors=True)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import resource
 import shutil
 import time
 from pathlib import Path
+
+from crm.memory import peak_rss_mib
 
 
 def bench(customers: int, days: int, out: Path) -> dict:
     from crm.generator import generate
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
     result = generate(
         customers=customers,
@@ -34,5 +34,5 @@ def bench(customers: int, days: int, out: Path) -> dict:
         "seconds": round(seconds, 1),
         "rows_per_s": round(rows / seconds),
         "customer_days_per_s": round(customers * days / seconds),
-        "peak_rss_mib": round(max(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024),
+        "peak_rss_mib": round(peak_rss_mib()),
     }

@@ -1,0 +1,27 @@
+"""crm.memory.peak_rss_mib: the benchmarks' peak-memory figure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from crm.memory import peak_rss_mib
+
+
+def test_the_peak_grows_with_what_the_process_touches():
+    before = peak_rss_mib()
+    block = bytearray(256 * 2**20)  # zero-filled: every page is touched
+    assert peak_rss_mib() >= before + 200
+    del block
+
+
+def test_a_child_of_a_big_process_reports_its_own_peak():
+    """ru_maxrss would report the parent's 256+ MiB in the child (Linux keeps it across fork
+    and exec); the loader-memory bench starts its runs from the bench process that way."""
+    block = bytearray(256 * 2**20)
+    code = "from crm.memory import peak_rss_mib; print(peak_rss_mib())"
+    child = float(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    )
+    assert 0 < child < 150, child
+    del block
