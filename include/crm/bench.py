@@ -139,20 +139,29 @@ def bench_ingest(customers: int, work: Path) -> dict[str, Any]:
     }
 
 
-_LOAD_AND_REPORT_RSS = """
-import datetime as dt, json, pathlib, sys, time
-import psycopg
-from crm.feeds import load_registry
-from crm.ingest import load_file
-from crm.memory import peak_rss_mib
-url, path, day, clean = sys.argv[1], pathlib.Path(sys.argv[2]), dt.date.fromisoformat(sys.argv[3]), sys.argv[4] == "1"
-with psycopg.connect(url) as conn:
-    started = time.perf_counter()
-    result = load_file(conn, load_registry().feed("core_customers"), day, path, force=True, clean_copy=clean)
-    seconds = time.perf_counter() - started
-print(json.dumps({"rows": result.rows_loaded, "method": result.method, "seconds": round(seconds, 2),
-                  "peak_rss_mib": round(peak_rss_mib())}))
-"""
+def load_and_measure(url: str, path: str, day: str, clean: str) -> dict[str, Any]:
+    """Load ``path`` as core_customers for ``day`` (clean path if ``clean == "1"``) and
+    report rows, path, seconds and this process's peak RSS. Run in a fresh process."""
+    from crm.feeds import load_registry
+    from crm.ingest import load_file
+
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        result = load_file(
+            conn,
+            load_registry().feed("core_customers"),
+            dt.date.fromisoformat(day),
+            Path(path),
+            force=True,
+            clean_copy=clean == "1",
+        )
+        seconds = time.perf_counter() - started
+    return {
+        "rows": result.rows_loaded,
+        "method": result.method,
+        "seconds": round(seconds, 2),
+        "peak_rss_mib": round(peak_rss_mib()),
+    }
 
 
 def _bench_loader_memory(loader_url: str, landing: Path, work: Path) -> dict[str, Any]:
@@ -171,8 +180,9 @@ def _bench_loader_memory(loader_url: str, landing: Path, work: Path) -> dict[str
     report: dict[str, Any] = {"big_file_mib": round(big.stat().st_size / 2**20)}
     for name, path in (("file", small), ("file_x10", big)):
         for path_name, clean in (("clean", "1"), ("rows", "0")):
+            code = "import json, sys; from crm.bench import load_and_measure as m; print(json.dumps(m(*sys.argv[1:])))"
             proc = subprocess.run(
-                [sys.executable, "-c", _LOAD_AND_REPORT_RSS, loader_url, str(path), START.isoformat(), clean],
+                [sys.executable, "-c", code, loader_url, str(path), START.isoformat(), clean],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -222,29 +232,26 @@ def _timed_jsonl_typing(conn: psycopg.Connection, feed: Any, path: Path) -> floa
 
 
 def _timed_checks(conn: psycopg.Connection, feed: Any, registry: Any, path: Path) -> float:
-    """Seconds of the checks every load must make, each alone: the file's SHA-256, no
-    repeated business key, every reference known (run on the day's loaded partition)."""
+    """Seconds of the checks every load must make: the file's SHA-256, and the loader's own
+    duplicate-key and reference query, run on the day's loaded partition."""
     import hashlib
 
+    from psycopg import sql
+
+    from crm.ingest.clean_copy import key_and_reference_tests
     from crm.ingest.loader import LOAD_WORK_MEM
+    from crm.ingest.tables import partition_name
 
     started = time.perf_counter()
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(1 << 20):
             digest.update(block)
-    partition = f"raw.{feed.name}_p{START:%Y%m%d}"
-    key = ", ".join(f'"{k}"' for k in feed.key)
+    partition = sql.Identifier("raw", partition_name(feed, START))
+    tests = key_and_reference_tests(feed, registry, partition, START)
     with conn.transaction():
         conn.execute(f"set local work_mem = '{LOAD_WORK_MEM}'")  # as the loader's
-        conn.execute(f"select count(*) - count(distinct ({key})) from {partition}").fetchone()
-        for col in feed.columns:
-            if col.reference:
-                ref_feed, ref_col = col.reference
-                conn.execute(
-                    f'select count(*) from {partition} s where s."{col.name}" is not null and not exists'
-                    f' (select 1 from raw."{registry.feed(ref_feed).name}" r where r."{ref_col}" = s."{col.name}")'
-                ).fetchone()
+        conn.execute(sql.SQL("select {}").format(sql.SQL(", ").join(tests))).fetchone()
     return time.perf_counter() - started
 
 

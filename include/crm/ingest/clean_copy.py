@@ -243,6 +243,35 @@ def _rule_checks(col: Column, day: dt.date, delimiter: str | None) -> list[sql.C
     return checks
 
 
+def key_and_reference_tests(
+    feed: Feed, registry: Registry, table: sql.Composable, day: dt.date
+) -> list[sql.Composable]:
+    """Boolean SQL tests on ``table`` (the day's rows of ``feed``), true when broken: a
+    business key repeats; a reference is not in raw on or before ``day``."""
+    ident, lit = sql.Identifier, sql.Literal
+    key = sql.SQL(", ").join(ident(k) for k in feed.key)
+    tests: list[sql.Composable] = [
+        sql.SQL("(select count(*) - count(distinct ({})) from {}) > 0").format(key, table)
+    ]
+    for col in feed.columns:
+        if col.reference:
+            ref_feed, ref_col = col.reference
+            tests.append(
+                # A count, not EXISTS: "first row fast" plans a nested loop over the file.
+                sql.SQL(
+                    "(select count(*) from {t} s where s.{c} is not null and not exists"
+                    " (select 1 from raw.{rt} r where r.{rc} = s.{c} and r._business_date <= {d})) > 0"
+                ).format(
+                    t=table,
+                    c=ident(col.name),
+                    rt=ident(registry.feed(ref_feed).name),
+                    rc=ident(ref_col),
+                    d=lit(day),
+                )
+            )
+    return tests
+
+
 class NewPartition:
     """The table that becomes the day's partition once every rule holds.
 
@@ -303,25 +332,7 @@ class NewPartition:
 
     def check_keys_and_references(self) -> None:
         """What a constraint cannot say: the business key does not repeat, references resolve."""
-        ident, lit = sql.Identifier, sql.Literal
-        key = sql.SQL(", ").join(ident(k) for k in self.feed.key)
-        tests = [sql.SQL("(select count(*) - count(distinct ({})) from {}) > 0").format(key, self.table)]
-        for col in self.feed.columns:
-            if col.reference:
-                ref_feed, ref_col = col.reference
-                tests.append(
-                    # A count, not EXISTS: "first row fast" plans a nested loop over the file.
-                    sql.SQL(
-                        "(select count(*) from {t} s where s.{c} is not null and not exists"
-                        " (select 1 from raw.{rt} r where r.{rc} = s.{c} and r._business_date <= {d})) > 0"
-                    ).format(
-                        t=self.table,
-                        c=ident(col.name),
-                        rt=ident(self.registry.feed(ref_feed).name),
-                        rc=ident(ref_col),
-                        d=lit(self.day),
-                    )
-                )
+        tests = key_and_reference_tests(self.feed, self.registry, self.table, self.day)
         broken = self.conn.execute(sql.SQL("select {}").format(sql.SQL(", ").join(tests))).fetchone()
         if any(broken):
             raise NotClean("a repeated business key or an unknown reference")

@@ -15,7 +15,6 @@ import codecs
 import csv
 import datetime as dt
 import hashlib
-import io
 import json
 import logging
 import re
@@ -418,25 +417,31 @@ def _stage_csv(
     d, quote = feed.delimiter, feed.quotechar
     staged = 0
 
-    def check(lineno: int, line: str) -> str | None:
-        """The reason a line cannot be staged, or None."""
-        if lineno in facts.bad_lines:
-            return "UNDECODABLE"
-        if lineno in facts.nul_lines:
-            return "NUL_BYTE"
-        if quote not in line:
-            return None if line.count(d) == width - 1 else "BAD_COLUMN_COUNT"
-        try:
-            fields = next(csv.reader([line], delimiter=d, quotechar=quote, strict=True))
-        except (csv.Error, StopIteration):
-            return "BAD_COLUMN_COUNT"
-        return None if len(fields) == width else "BAD_COLUMN_COUNT"
+    def staged_fields(lineno: int, line: str) -> tuple[str | None, str]:
+        """(the reason the line cannot be staged or None, its fields as COPY input).
 
-    def quoted(line: str) -> str:
-        """The line with every field quoted, as the csv module reads it (a quoted empty
-        field is null, too)."""
-        fields = next(csv.reader([line], delimiter=d, quotechar=quote)) if quote in line else line.split(d)
-        return d.join(f"{quote}{f.replace(quote, quote * 2)}{quote}" for f in fields)
+        A line with a quote or a carriage return goes in with its fields quoted as the csv
+        module read them: PostgreSQL reads a stray quote differently, and a bare CR not at
+        all (a quoted empty field is null, too).
+        """
+        if lineno in facts.bad_lines:
+            return "UNDECODABLE", line
+        if lineno in facts.nul_lines:
+            return "NUL_BYTE", line
+        if quote not in line:
+            if line.count(d) != width - 1:
+                return "BAD_COLUMN_COUNT", line
+            if "\r" not in line:
+                return None, line
+            fields = line.split(d)
+        else:
+            try:
+                fields = next(csv.reader([line], delimiter=d, quotechar=quote, strict=True))
+            except (csv.Error, StopIteration):
+                return "BAD_COLUMN_COUNT", line
+            if len(fields) != width:
+                return "BAD_COLUMN_COUNT", line
+        return None, d.join(f"{quote}{f.replace(quote, quote * 2)}{quote}" for f in fields)
 
     def pending() -> Iterator[tuple[int, list[str]]]:
         yield first_line + 1, block[1:]
@@ -447,12 +452,9 @@ def _stage_csv(
             out = []
             for i, line in enumerate(lines):
                 lineno = start + i
-                reason = check(lineno, line)
+                reason, fields = staged_fields(lineno, line)
                 if reason is None:
-                    # The whole line, quoted, is the row's _source_line. A line with a quote
-                    # or a carriage return goes in with its fields quoted as Python read
-                    # them: PostgreSQL reads a stray quote differently, and a bare CR not at all.
-                    fields = quoted(line) if quote in line or "\r" in line else line
+                    # The whole line, quoted, is the row's _source_line.
                     out.append(f"{lineno}{d}{quote}{line.replace(quote, quote * 2)}{quote}{d}{fields}\n")
                     continue
                 detail = {
@@ -501,7 +503,6 @@ def _stage_jsonl(
     conn.execute("create temp table _stage_doc (_line_number integer, source text, doc jsonb) on commit drop")
     # (the typed text view below is an unlogged table so the rule checks can run in parallel)
     staged = 0
-    buf = io.StringIO()
     with conn.cursor().copy("copy _stage_doc from stdin") as copy:
         for lineno, raw in _lines(path, facts):
             if lineno in facts.bad_lines:
@@ -524,17 +525,10 @@ def _stage_jsonl(
                 detail = "a \\u0000 or unpaired surrogate escape, which PostgreSQL's jsonb cannot store"
                 quarantined.append(_Quarantined(lineno, "BAD_JSON", None, detail, raw))
                 continue
-            # COPY text format: a backslash escapes, a tab separates, a carriage return ends
-            # a line; JSON allows raw tabs and carriage returns between tokens.
-            escaped = raw.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r")
-            buf.write(f"{lineno}\t{escaped}\t{escaped}\n")
+            # psycopg escapes for COPY's text format (JSON may hold raw tabs and carriage
+            # returns between tokens) and buffers the rows.
+            copy.write_row((lineno, raw, raw))
             staged += 1
-            if buf.tell() >= COPY_CHUNK:
-                copy.write(buf.getvalue())
-                buf.seek(0)
-                buf.truncate()
-        if buf.tell():
-            copy.write(buf.getvalue())
     # Text view of the registered keys (JSON null / absent -> SQL null; '' -> null).
     cols = [
         sql.SQL("nullif(doc ->> {}, '') as {}").format(sql.Literal(c), sql.Identifier(c))
