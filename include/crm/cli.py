@@ -185,6 +185,7 @@ def _mount_optional(module: str, name: str) -> None:
 _mount_optional("crm.generator.cli", "generate")
 _mount_optional("crm.ingest.cli", "ingest")
 _mount_optional("crm.transform.cli", "dbt")
+app.add_typer(__import__("crm.feeds.cli", fromlist=["app"]).app, name="feeds")
 
 
 def main() -> None:  # pragma: no cover - console entry point
