@@ -3,28 +3,105 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NamedTuple
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
+from crm.dates import days_from_options, parse_day
 from crm.logs import setup_logging
-from crm.settings import get_settings
 
-app = typer.Typer(help="Customer-relationship analytics platform for retail banks.", no_args_is_help=True)
+# `crm --help` must answer at once: this module imports typer and the standard library only.
+# Everything heavy (settings/pydantic, psycopg, pandas, airflow, dbt) is imported by the
+# command that needs it; the stages' own command modules are imported when one of their
+# commands runs (their packages import pandas and psycopg).
+
+
+class _Stage(NamedTuple):
+    module: str  # holds a typer app: one command (mounted as this command) or a group
+    help: str  # shown by `crm --help` without importing the module (a test keeps it equal)
+
+
+STAGES = {
+    "generate": _Stage(
+        "crm.generator.cli",
+        "Write a realistic sample bank: daily channel feeds, manifests, ground truth, fault ledger.",
+    ),
+    "ingest": _Stage(
+        "crm.ingest.cli",
+        "Load channel files for a day or range into raw / quarantine, with the load audit.",
+    ),
+    "dbt": _Stage("crm.transform.cli", "dbt: the customer warehouse and CRM marts."),
+    "feeds": _Stage("crm.feeds.cli", "The feed registry (include/crm/feeds/registry.yml)."),
+}
+
+
+def load_stage(name: str) -> Any:
+    """The click command of stage ``name``, from its module (each stage owns its CLI)."""
+    sub = importlib.import_module(STAGES[name].module).app
+    commands = sub.registered_commands
+    # One command and nothing else (typer.main.get_command's rule): mounted as that command.
+    if len(commands) == 1 and not (sub.registered_groups or sub.registered_callback or sub.info.callback):
+        single = typer.Typer(add_completion=False)
+        single.command(name, help=commands[0].callback.__doc__)(commands[0].callback)
+        return typer.main.get_command(single)
+    group = typer.main.get_group(sub)
+    group.name = name
+    return group
+
+
+class _LazyGroup(TyperGroup):
+    """Lists the stages from ``STAGES``; imports a stage's module only to run (or complete) it."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in STAGES if n not in self.commands)]
+
+    def get_command(self, ctx, cmd_name: str):
+        if cmd_name in self.commands or cmd_name not in STAGES:
+            return super().get_command(ctx, cmd_name)
+        return TyperCommand(cmd_name, help=STAGES[cmd_name].help)  # a listing entry only
+
+    def resolve_command(self, ctx, args):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if name in STAGES and name not in self.commands:
+            cmd = self.commands[name] = load_stage(name)
+        return name, cmd, rest
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"crm-analytics {version('crm-analytics')}")
+        raise typer.Exit()
+
+
+app = typer.Typer(
+    cls=_LazyGroup,
+    help="Customer-relationship analytics platform for retail banks.",
+    no_args_is_help=True,
+)
 warehouse_app = typer.Typer(help="The warehouse: embedded PostgreSQL unless WAREHOUSE_URL is set.")
 app.add_typer(warehouse_app, name="warehouse")
 
 
 @app.callback()
-def _main() -> None:
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     setup_logging()
 
 
 def _server():
+    from crm.settings import get_settings
     from crm.warehouse import EmbeddedWarehouse
 
     settings = get_settings()
@@ -37,6 +114,7 @@ def _server():
 @warehouse_app.command("start")
 def warehouse_start() -> None:
     """Start the embedded warehouse (if needed) and migrate it to the latest version."""
+    from crm.settings import get_settings
     from crm.warehouse import ensure_ready, owner_url, redact
     from crm.warehouse.server import EmbeddedWarehouse
 
@@ -118,34 +196,22 @@ def airflow_cmd(
     os.execve(str(exe), [str(exe), "standalone"], env)
 
 
-def _parse_day(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
-
-
 @app.command("run")
 def run_cmd(
-    date: Annotated[str | None, typer.Option("--date", help="Business day to run (YYYY-MM-DD).")] = None,
-    from_: Annotated[str | None, typer.Option("--from", help="First day of a range.")] = None,
-    to: Annotated[str | None, typer.Option("--to", help="Last day of a range (inclusive).")] = None,
+    date: Annotated[
+        dt.date | None, typer.Option("--date", parser=parse_day, help="Business day to run (YYYY-MM-DD).")
+    ] = None,
+    from_: Annotated[
+        dt.date | None, typer.Option("--from", parser=parse_day, help="First day of a range.")
+    ] = None,
+    to: Annotated[
+        dt.date | None, typer.Option("--to", parser=parse_day, help="Last day of a range (inclusive).")
+    ] = None,
 ) -> None:
     """Run the daily pipeline in-process (airflow dags test) for one day or a range."""
     from crm.orchestrate import run_days
 
-    if date and (from_ or to):
-        raise typer.BadParameter("use either --date or --from/--to")
-    if date:
-        days = [_parse_day(date)]
-    elif from_ and to:
-        first, last = _parse_day(from_), _parse_day(to)
-        if last < first:
-            raise typer.BadParameter("--to is before --from")
-        days = [first + dt.timedelta(d) for d in range((last - first).days + 1)]
-    else:
-        raise typer.BadParameter("give --date D or --from A --to B")
-    failed = run_days(days)
+    failed = run_days(days_from_options(date, from_, to))
     raise typer.Exit(1 if failed else 0)
 
 
@@ -153,39 +219,15 @@ def run_cmd(
 def demo_cmd(
     customers: Annotated[int, typer.Option(help="Customers in the sample bank.")] = 2000,
     days: Annotated[int, typer.Option(help="Days of feeds to generate and run.")] = 3,
-    start: Annotated[str, typer.Option(help="First business day.")] = "2026-01-01",
+    start: Annotated[
+        dt.date, typer.Option(parser=parse_day, help="First business day (YYYY-MM-DD).")
+    ] = dt.date(2026, 1, 1),
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 42,
 ) -> None:
     """What `make run` does: generate a sample bank, run every day through the pipeline."""
     from crm.orchestrate import demo
 
-    raise typer.Exit(demo(customers=customers, days=days, start=_parse_day(start), seed=seed))
-
-
-def _mount_optional(module: str, name: str) -> None:
-    """Mount a stage's own sub-commands (each stage owns its CLI)."""
-    import importlib
-
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as err:  # only "this stage is not built yet" is tolerated
-        if err.name and module.startswith(err.name):
-            return
-        raise
-    sub = getattr(mod, "app", None)
-    if sub is None:
-        return
-    commands = sub.registered_commands
-    if len(commands) == 1 and not sub.registered_groups:
-        app.command(name, help=commands[0].callback.__doc__)(commands[0].callback)
-    else:
-        app.add_typer(sub, name=name)
-
-
-_mount_optional("crm.generator.cli", "generate")
-_mount_optional("crm.ingest.cli", "ingest")
-_mount_optional("crm.transform.cli", "dbt")
-app.add_typer(__import__("crm.feeds.cli", fromlist=["app"]).app, name="feeds")
+    raise typer.Exit(demo(customers=customers, days=days, start=start, seed=seed))
 
 
 def main() -> None:  # pragma: no cover - console entry point

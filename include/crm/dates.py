@@ -19,3 +19,39 @@ def business_day(context: dict[str, Any]) -> dt.date:
     the local day; ``airflow dags test DAG 2026-01-01`` gives 2026-01-01 as well.
     """
     return context["logical_date"].astimezone(BANK_TZ).date()
+
+
+# --- days given on the command line --------------------------------------------------------
+# Every `crm` command that takes days parses them here. Errors are typer.BadParameter: a
+# usage error (exit 2, one line, no traceback). typer is imported on use: DAGs import this
+# module for business_day.
+
+
+def parse_day(value: str | dt.date) -> dt.date:
+    """A YYYY-MM-DD option value (``typer.Option(parser=parse_day)``)."""
+    if isinstance(value, dt.date):  # a default given as a date
+        return value
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        import typer
+
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def days_from_options(date: dt.date | None, first: dt.date | None, last: dt.date | None) -> list[dt.date]:
+    """The days of ``--date D`` or of ``--from A --to B`` (both inclusive), in order."""
+    import typer
+
+    if date is not None and (first is not None or last is not None):
+        raise typer.BadParameter("give either --date or --from/--to, not both", param_hint="'--date'")
+    if date is not None:
+        return [date]
+    if first is None and last is None:
+        raise typer.BadParameter("give --date D or --from A --to B")
+    if first is None or last is None:
+        missing = "'--to'" if last is None else "'--from'"
+        raise typer.BadParameter("missing (--from and --to go together)", param_hint=missing)
+    if last < first:
+        raise typer.BadParameter(f"{last} is before --from {first}", param_hint="'--to'")
+    return [first + dt.timedelta(days=d) for d in range((last - first).days + 1)]

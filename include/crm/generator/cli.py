@@ -8,13 +8,17 @@ from typing import Annotated
 
 import typer
 
+from crm.dates import parse_day
+
 app = typer.Typer()
 
 
 @app.command()
 def generate(
     customers: Annotated[int, typer.Option(help="Customers at the start.")] = 2000,
-    start: Annotated[str, typer.Option(help="First business day (YYYY-MM-DD).")] = "2026-01-01",
+    start: Annotated[
+        dt.date, typer.Option(parser=parse_day, help="First business day (YYYY-MM-DD).")
+    ] = dt.date(2026, 1, 1),
     days: Annotated[int, typer.Option(help="Number of business days.")] = 7,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 42,
     faults: Annotated[
@@ -31,7 +35,7 @@ def generate(
     settings = get_settings()
     result = run(
         customers=customers,
-        start=dt.date.fromisoformat(start),
+        start=start,
         days=days,
         seed=seed,
         out=out or settings.landing,

@@ -8,14 +8,22 @@ from typing import Annotated
 
 import typer
 
+from crm.dates import days_from_options, parse_day
+
 app = typer.Typer()
 
 
 @app.command()
 def ingest(
-    date: Annotated[str | None, typer.Option("--date", help="Business day (YYYY-MM-DD).")] = None,
-    from_: Annotated[str | None, typer.Option("--from", help="First day of a range.")] = None,
-    to: Annotated[str | None, typer.Option("--to", help="Last day of a range (inclusive).")] = None,
+    date: Annotated[
+        dt.date | None, typer.Option("--date", parser=parse_day, help="Business day (YYYY-MM-DD).")
+    ] = None,
+    from_: Annotated[
+        dt.date | None, typer.Option("--from", parser=parse_day, help="First day of a range.")
+    ] = None,
+    to: Annotated[
+        dt.date | None, typer.Option("--to", parser=parse_day, help="Last day of a range (inclusive).")
+    ] = None,
     feed: Annotated[list[str] | None, typer.Option(help="Only these feeds (repeatable).")] = None,
     landing: Annotated[Path | None, typer.Option(help="Landing folder (default CRM_LANDING_DIR).")] = None,
     force: Annotated[bool, typer.Option(help="Reload even if the same file was loaded.")] = False,
@@ -24,13 +32,7 @@ def ingest(
     from crm.ingest.service import ingest_day
     from crm.warehouse import ensure_ready
 
-    if date:
-        days = [dt.date.fromisoformat(date)]
-    elif from_ and to:
-        first, last = dt.date.fromisoformat(from_), dt.date.fromisoformat(to)
-        days = [first + dt.timedelta(d) for d in range((last - first).days + 1)]
-    else:
-        raise typer.BadParameter("give --date D or --from A --to B")
+    days = days_from_options(date, from_, to)
     ensure_ready()
     refused_any = False
     for day in days:

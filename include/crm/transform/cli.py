@@ -7,13 +7,16 @@ from typing import Annotated
 
 import typer
 
+from crm.dates import parse_day
+
 app = typer.Typer(help="dbt: the customer warehouse and CRM marts.", no_args_is_help=True)
 
 
 @app.command()
 def build(
     date: Annotated[
-        str | None, typer.Option("--date", help="Business day to build (default: last loaded).")
+        dt.date | None,
+        typer.Option("--date", parser=parse_day, help="Business day to build (default: last loaded)."),
     ] = None,
     full_refresh: Annotated[bool, typer.Option(help="Rebuild incremental models from scratch.")] = False,
     select: Annotated[str | None, typer.Option(help="dbt selector, e.g. 'marts.customer_segments+'.")] = None,
@@ -23,8 +26,11 @@ def build(
     from crm.warehouse import ensure_ready
 
     ensure_ready()
-    day = dt.date.fromisoformat(date) if date else None
-    run_build(day, full_refresh=full_refresh, select=select)
+    try:
+        run_build(date, full_refresh=full_refresh, select=select)
+    except RuntimeError as err:  # run_dbt: dbt said the build failed (its log is above)
+        typer.echo(f"crm dbt build: {str(err).splitlines()[0]}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
