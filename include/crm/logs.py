@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
+from pathlib import Path
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -20,7 +22,30 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def setup_logging(level: int = logging.INFO) -> None:
+class _OneLineFormatter(logging.Formatter):
+    """The console gets one line per event: a traceback goes to the log file only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
+
+
+def log_file_path() -> Path:
+    from crm.settings import get_settings
+
+    return get_settings().home / "logs" / "crm.log"
+
+
+def setup_logging(level: int = logging.INFO, log_file: Path | None = None) -> None:
+    """Events to stderr (one line each) and, with their tracebacks, to ``log_file``
+    (default ``<CRM_HOME>/logs/crm.log``, owner-only)."""
     # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI): harmless here.
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
     root = logging.getLogger()
@@ -28,8 +53,18 @@ def setup_logging(level: int = logging.INFO) -> None:
         return
     handler = _StderrHandler()
     handler._crm = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"))
+    handler.setFormatter(_OneLineFormatter(FORMAT))
     root.addHandler(handler)
+    log_file = log_file or log_file_path()
+    try:
+        log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.close(fd)
+        to_file = logging.FileHandler(log_file, encoding="utf-8", delay=True)
+        to_file.setFormatter(logging.Formatter(FORMAT))
+        root.addHandler(to_file)
+    except OSError as err:
+        logging.getLogger(__name__).warning("no log file at %s (%s): console only", log_file, err)
     root.setLevel(level)
     for noisy in ("alembic", "py.warnings"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -147,12 +147,12 @@ def test_clean_gbk_crlf_bom_files_take_the_clean_path(tmp_path, loader_conn, db)
 def test_crash_mid_clean_copy_leaves_the_previous_day_then_retry_loads_once(
     tmp_path, loader_conn, db, monkeypatch
 ):
-    from crm.ingest import clean_copy
+    from crm.ingest import LoadFailed, lines
 
     rows = [customer_row(i, **CLEAN) for i in range(1, 3001)]
     path = write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, rows)
     assert load_file(loader_conn, CUSTOMERS, DAY, path).method == "copy"
-    monkeypatch.setattr(clean_copy, "BLOCK", 4096)  # many COPY writes: the crash is mid-stream
+    monkeypatch.setattr(lines, "BLOCK", 4096)  # many COPY writes: the crash is mid-stream
 
     class Boom(RuntimeError):
         pass
@@ -167,8 +167,9 @@ def test_crash_mid_clean_copy_leaves_the_previous_day_then_retry_loads_once(
         return real_write(self, buffer)
 
     monkeypatch.setattr(psycopg.Copy, "write", exploding_write)
-    with pytest.raises(Boom):
+    with pytest.raises(LoadFailed) as failed:
         load_file(loader_conn, CUSTOMERS, DAY, path, force=True)
+    assert isinstance(failed.value.__cause__, Boom) and failed.value.rule == "LOAD_ERROR"
     assert counts(db, "core_customers") == (3000, 0), "the failed load leaves the previous copy"
     assert db.execute("select count(*) from pg_tables where tablename like '\\_load\\_%'").fetchone()[0] == 0
     monkeypatch.setattr(psycopg.Copy, "write", real_write)

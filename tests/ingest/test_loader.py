@@ -9,7 +9,8 @@ import psycopg
 import pytest
 
 from crm.feeds import Column, load_registry
-from crm.ingest import FileRefused, LoadBalanceError, load_file
+from crm.ingest import FileRefused, LoadBalanceError, LoadFailed, load_file
+from crm.ingest import lines as lines_module
 from crm.ingest import loader as loader_module
 
 DAY = dt.date(2026, 1, 5)
@@ -106,7 +107,7 @@ def test_redelivered_corrected_file_replaces_the_day(tmp_path, loader_conn, db):
 def test_crash_mid_copy_then_retry_leaves_exactly_one_copy(tmp_path, loader_conn, db, monkeypatch):
     path = write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(i) for i in range(1, 5001)])
     load_file(loader_conn, CUSTOMERS, DAY, path)
-    monkeypatch.setattr(loader_module, "COPY_CHUNK", 4096)  # many COPY writes, so the crash is mid-stream
+    monkeypatch.setattr(lines_module, "BLOCK", 4096)  # many COPY writes, so the crash is mid-stream
     original = loader_module._Quarantined
     calls = {"n": 0}
 
@@ -122,8 +123,9 @@ def test_crash_mid_copy_then_retry_leaves_exactly_one_copy(tmp_path, loader_conn
         return real_write(self, buffer)
 
     monkeypatch.setattr(psycopg.Copy, "write", exploding_write)
-    with pytest.raises(Boom):  # the row-by-row path (test_clean_copy crashes the clean one)
+    with pytest.raises(LoadFailed) as refused:  # the row-by-row path (test_clean_copy crashes the clean one)
         load_file(loader_conn, CUSTOMERS, DAY, path, force=True, clean_copy=False)
+    assert isinstance(refused.value.__cause__, Boom)
     assert counts(db, "core_customers") == (5000, 0), "the failed load must leave the previous copy intact"
     monkeypatch.setattr(psycopg.Copy, "write", real_write)
     assert original is loader_module._Quarantined
@@ -131,7 +133,7 @@ def test_crash_mid_copy_then_retry_leaves_exactly_one_copy(tmp_path, loader_conn
     assert retry.rows_loaded == 5000
     assert counts(db, "core_customers") == (5000, 0)
     failed = db.execute("select status, error from audit.load_log where status = 'failed'").fetchall()
-    assert len(failed) == 1 and "mid-COPY" in failed[0][1]
+    assert len(failed) == 1 and "unexpected Boom" in failed[0][1] and "(rule LOAD_ERROR)" in failed[0][1]
 
 
 def test_each_broken_rule_is_quarantined_with_its_reason(tmp_path, loader_conn, db):
@@ -330,8 +332,9 @@ def test_balance_violation_rolls_back(tmp_path, loader_conn, db, monkeypatch):
         return facts
 
     monkeypatch.setattr(loader_module, "_scan", lying_scan)
-    with pytest.raises(LoadBalanceError):
+    with pytest.raises(LoadFailed) as refused:
         load_file(loader_conn, CUSTOMERS, DAY, path)
+    assert isinstance(refused.value.__cause__, LoadBalanceError)
     assert counts(db, "core_customers") == (0, 0)
 
 

@@ -77,6 +77,14 @@ class Feed(BaseModel):
     # beside the typed columns). Off: null there, for a feed whose raw storage matters
     # more than having its text in the warehouse (the file keeps it, by path and SHA-256).
     source_line: bool = True
+    # A line longer than this is quarantined (LINE_TOO_LONG) without being held whole:
+    # the loader's memory follows its 1 MiB blocks, not the longest line of a file.
+    max_line_bytes: int = Field(default=4 << 20, ge=1024)
+    # More bad lines than this share of a file refuses the file (TOO_MANY_BAD_ROWS): a
+    # system that sends that much broken data sends a broken extract, not a few bad rows.
+    # Files under bad_share_min_rows lines are refused only when no line is good.
+    max_bad_share: float = Field(default=0.05, ge=0, le=1)
+    bad_share_min_rows: int = Field(default=100, ge=0)
 
     @model_validator(mode="after")
     def _keys_are_columns(self) -> Feed:

@@ -1,5 +1,6 @@
 """Channel ingestion: landing files -> raw / quarantine, with a load audit."""
 
-from crm.ingest.loader import FileRefused, LoadBalanceError, LoadResult, load_file
+from crm.ingest.lines import FileRefused
+from crm.ingest.loader import LoadBalanceError, LoadFailed, LoadResult, load_file
 
-__all__ = ["FileRefused", "LoadBalanceError", "LoadResult", "load_file"]
+__all__ = ["FileRefused", "LoadBalanceError", "LoadFailed", "LoadResult", "load_file"]

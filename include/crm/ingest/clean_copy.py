@@ -30,7 +30,6 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from queue import Queue
 
@@ -38,20 +37,11 @@ from psycopg import Connection, sql
 from psycopg.copy import QueuedLibpqWriter
 
 from crm.feeds import Column, Feed, Registry
+from crm.ingest.lines import LineReader
+from crm.ingest.rules import ASCII_SAFE, LOCAL_TZ, PG_ENCODINGS, SHAPES, anchored, deep_json_in
 from crm.ingest.tables import partition_name, raw_columns
 
 log = logging.getLogger(__name__)
-
-LOCAL_TZ = "Asia/Shanghai"
-BLOCK = 1 << 20
-
-DATE_SHAPE = r"\d{4}-\d{2}-\d{2}"
-TIMESTAMP_SHAPE = DATE_SHAPE + r"[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
-TIMESTAMPTZ_SHAPE = TIMESTAMP_SHAPE + r"(?:Z|[+-]\d{2}(?::?\d{2})?)"
-SHAPES = {"date": DATE_SHAPE, "timestamp": TIMESTAMP_SHAPE, "timestamptz": TIMESTAMPTZ_SHAPE}
-
-# Python codec name -> PostgreSQL client encoding, for COPY's ENCODING option.
-PG_ENCODINGS = {"utf-8": "UTF8", "utf8": "UTF8", "gbk": "GBK", "gb18030": "GB18030", "latin-1": "LATIN1"}
 
 
 class _QueuedWriter(QueuedLibpqWriter):
@@ -65,11 +55,6 @@ class _QueuedWriter(QueuedLibpqWriter):
 
 class NotClean(Exception):
     """The file needs the row-by-row path (the message says why)."""
-
-
-# Encodings in which every byte below 0x80 is the ASCII character it looks like (the
-# delimiter, quote, digits and line ends): their bytes can be checked undecoded.
-ASCII_SAFE = {"utf-8", "latin-1", "iso8859-1", "ascii"}
 
 
 # A registry pattern Python may check instead of PostgreSQL: fully anchored, built only
@@ -166,24 +151,6 @@ def rfc4180_line(delimiter: str, quote: str) -> re.Pattern[str]:
     d, q = re.escape(delimiter), re.escape(quote)
     field = f"(?:{q}(?:[^{q}]|{q}{q})*+{q}|[^{q}{d}\r\n]*+)"
     return re.compile(f"{field}(?:{d}{field})*+")
-
-
-def line_blocks(path: Path, bom: bool) -> Iterator[bytes]:
-    """The file's bytes in blocks of whole lines (a last line without its end, too)."""
-    carry = b""
-    with open(path, "rb") as fh:
-        if bom:
-            fh.read(len(codecs.BOM_UTF8))
-        while raw := fh.read(BLOCK):
-            raw = carry + raw
-            cut = raw.rfind(b"\n") + 1
-            if cut == 0:
-                carry = raw
-                continue
-            carry = raw[cut:]
-            yield raw[:cut]
-    if carry:
-        yield carry
 
 
 def numbered(
@@ -438,7 +405,8 @@ def load_clean_csv(
     separator, quote = feed.delimiter.encode(), feed.quotechar.encode()
     with conn.cursor() as cur:
         with cur.copy(copy_sql, writer=_QueuedWriter(cur)) as copy:
-            for i, block in enumerate(line_blocks(path, bom)):
+            reader = LineReader(path, max_line=feed.max_line_bytes, skip_bom=bom)
+            for i, block in enumerate(reader.blocks()):
                 if i == 0 and feed.header:
                     block = block[block.find(b"\n") + 1 :]
                 first = checker.line
@@ -478,7 +446,9 @@ def load_clean_jsonl(
             writer=_QueuedWriter(cur),
         ) as copy:
             line = 1
-            for block in line_blocks(path, bom):
+            for block in LineReader(path, max_line=feed.max_line_bytes, skip_bom=bom).blocks():
+                if deep_json_in(block, encoding):
+                    raise NotClean("a JSON line nests too deep")
                 # COPY text format: a backslash escapes, a tab separates, a carriage return
                 # ends a line. JSON has neither inside a value, but allows both between tokens.
                 block = block.replace(b"\\", b"\\\\")
@@ -497,7 +467,7 @@ def load_clean_jsonl(
     ident, lit = sql.Identifier, sql.Literal
     value = {c.name: sql.SQL("nullif(doc ->> {}, '')").format(lit(c.name)) for c in feed.columns}
     odd = [sql.SQL("jsonb_typeof(doc) <> 'object'")] + [
-        sql.SQL("{} !~ {}").format(value[c.name], lit(f"^(?:{SHAPES[c.type]})$"))
+        sql.SQL("{} !~ {}").format(value[c.name], lit(anchored(SHAPES[c.type])))
         for c in feed.columns
         if c.type in SHAPES
     ]

@@ -26,30 +26,30 @@ import psycopg
 from psycopg import Connection, sql
 
 from crm.feeds import Column, Feed, Registry, load_registry
-from crm.ingest.clean_copy import NewPartition, NotClean, line_blocks, load_clean_csv, load_clean_jsonl
+from crm.ingest.clean_copy import NewPartition, NotClean, load_clean_csv, load_clean_jsonl
+from crm.ingest.lines import FileRefused, Identity, LineReader, check_inside, identity, open_regular
+from crm.ingest.rules import (
+    ASCII_COMPATIBLE,
+    LOCAL_TZ,
+    SHAPES,
+    FileRule,
+    RowReason,
+    anchored,
+    parse_json_line,
+)
 from crm.ingest.tables import LINEAGE_COLUMNS, ensure_feed_tables, ensure_partition, partition_name
 
 log = logging.getLogger(__name__)
 
-LOCAL_TZ = "Asia/Shanghai"
 BAD_LINE_SHARE = 0.01  # above this share of undecodable lines the file's encoding is wrong
-COPY_CHUNK = 1 << 20  # bytes handed to COPY at a time
 LOAD_WORK_MEM = "256MB"
 STAGE_COLUMNS = {"_line_number", "_source_line"}  # the CSV stage's own columns
-# Codecs (Python's names) in which every ASCII byte string decodes to itself.
-ASCII_COMPATIBLE = {"utf-8", "ascii", "latin-1", "iso8859-1", "cp1252", "gbk", "gb18030", "big5"}
-
-DATE_SHAPE = r"^\d{4}-\d{2}-\d{2}$"
-TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$"
-TIMESTAMPTZ_SHAPE = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)$"
+LONG_LINE_KEPT = 4096  # characters of an over-long line kept in quarantine.raw_line
 
 
-class FileRefused(Exception):
-    """A whole-file problem: the file is not loaded and the feed's task fails."""
-
-    def __init__(self, path: Path, rule: str, message: str) -> None:
-        self.path, self.rule = path, rule
-        super().__init__(f"{path}: {message} (rule {rule}); file refused, nothing loaded")
+class LoadFailed(FileRefused):
+    """An unexpected error while loading a file: recorded, rolled back, reported in one line
+    (the traceback goes to the log, not to the user)."""
 
 
 class LoadBalanceError(Exception):
@@ -104,6 +104,13 @@ class _FileFacts:
     data_lines: int
     bad_lines: set[int]  # undecodable in the file's encoding
     nul_lines: set[int] = field(default_factory=set)  # hold a NUL byte (PostgreSQL text cannot)
+    long_lines: set[int] = field(default_factory=set)  # longer than the feed's max_line_bytes
+    identity: Identity | None = None  # the file as scanned: a load checks it did not change
+
+    @property
+    def odd_lines(self) -> set[int]:
+        """Lines that cannot be staged as they are (quarantined before any rule)."""
+        return self.bad_lines | self.nul_lines | self.long_lines
 
 
 def _scan(feed: Feed, path: Path) -> _FileFacts:
@@ -112,19 +119,15 @@ def _scan(feed: Feed, path: Path) -> _FileFacts:
     Works on blocks of whole lines at C speed; only a block that does not decode is
     looked at line by line, to number its undecodable lines.
     """
-    digest = hashlib.sha256()
-    size = 0
+    reader = LineReader(path, max_line=feed.max_line_bytes, digest=hashlib.sha256())
     lines = 0
     bad: set[int] = set()
     nul: set[int] = set()
     declared_text = False  # a non-ASCII line is valid in the declared encoding
     crlf = False
     bom = False
-    last = b""
     ascii_ok = codecs.lookup(feed.encoding).name in ASCII_COMPATIBLE
-    for block in line_blocks(path, bom=False):  # together, every byte of the file
-        digest.update(block)
-        size += len(block)
+    for block in reader.blocks():  # every line, over-long ones cut
         if lines == 0 and block.startswith(codecs.BOM_UTF8):
             bom = True
             block = block[len(codecs.BOM_UTF8) :]
@@ -140,6 +143,8 @@ def _scan(feed: Feed, path: Path) -> _FileFacts:
                 declared_text = True
             except UnicodeDecodeError:
                 for i, line in enumerate(block.split(b"\n"), start=lines + 1):
+                    if i in reader.long_lines:  # cut anywhere, maybe inside a character
+                        continue
                     try:
                         line.decode(feed.encoding)
                         declared_text = declared_text or not line.isascii()
@@ -148,11 +153,13 @@ def _scan(feed: Feed, path: Path) -> _FileFacts:
         if b"\x00" in block:
             nul.update(i for i, line in enumerate(block.split(b"\n"), start=lines + 1) if b"\x00" in line)
         lines += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-        last = block
+    size, sha256 = reader.size, reader.digest.hexdigest()
+    if reader.opened is not None and reader.opened.size != size:
+        raise FileRefused(path, FileRule.FILE_CHANGED, "the file changed while it was read")
     if size == 0 and feed.format == "csv":
         raise FileRefused(path, "FILE_EMPTY", "file has no bytes (a day with no rows still has a header)")
     if size == 0:  # JSON Lines: no events that day
-        return _FileFacts(digest.hexdigest(), feed.encoding, False, False, 0, set())
+        return _FileFacts(sha256, feed.encoding, False, False, 0, set(), identity=reader.opened)
     if len(nul) > max(1, BAD_LINE_SHARE * lines):
         raise FileRefused(
             path,
@@ -160,7 +167,7 @@ def _scan(feed: Feed, path: Path) -> _FileFacts:
             f"{len(nul)} of {lines} lines hold NUL bytes (first: line {min(nul)}): "
             f"not {feed.encoding} text (UTF-16?)",
         )
-    if not last.endswith(b"\n"):
+    if not reader.ends_with_newline:
         raise FileRefused(
             path, "FILE_TRUNCATED", f"line {lines} has no line end: the file was cut during delivery"
         )
@@ -188,12 +195,12 @@ def _scan(feed: Feed, path: Path) -> _FileFacts:
                     f"{len(bad)} of {lines} lines are not valid {feed.encoding} (first: line {first}) {why}",
                 )
     data_lines = lines - (1 if feed.format == "csv" and feed.header else 0)
-    return _FileFacts(digest.hexdigest(), encoding, bom, crlf, data_lines, bad, nul)
+    return _FileFacts(sha256, encoding, bom, crlf, data_lines, bad, nul, reader.long_lines, reader.opened)
 
 
 def _decodes(path: Path, encoding: str, bom: bool) -> bool:
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         if bom:
             fh.read(len(codecs.BOM_UTF8))
         try:
@@ -205,16 +212,10 @@ def _decodes(path: Path, encoding: str, bom: bool) -> bool:
     return True
 
 
-def _lines(path: Path, facts: _FileFacts) -> Iterator[tuple[int, str]]:
+def _lines(feed: Feed, path: Path, facts: _FileFacts) -> Iterator[tuple[int, str]]:
     """Decoded lines without line ends, numbered from 1 (the header is line 1)."""
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if lineno == 1 and facts.bom:
-                raw = raw[len(codecs.BOM_UTF8) :]
-            if lineno in facts.bad_lines:
-                yield lineno, raw.decode(facts.encoding, errors="replace").rstrip("\r\n")
-                continue
-            yield lineno, raw.decode(facts.encoding).rstrip("\r\n")
+    for start, lines in _line_blocks(feed, path, facts):
+        yield from enumerate(lines, start=start)
 
 
 # --------------------------------------------------------------------------- checks in SQL
@@ -225,6 +226,8 @@ def _text_checks(
     checks: list[tuple[sql.Composable, str]] = []
     lit = sql.Literal
     if col.type in ("int", "bigint", "numeric"):
+        # The shape first: PostgreSQL 16 reads 0x10, 0o17, 0b1, 1_000, NaN and Infinity too.
+        checks.append((sql.SQL("{} !~ {}").format(ref, lit(anchored(SHAPES[col.type]))), "BAD_TYPE"))
         checks.append((sql.SQL("not {}({}, 'numeric')").format(valid_fn, ref), "BAD_TYPE"))
         num = sql.SQL("{}::numeric").format(ref)
         if col.min is not None:
@@ -234,11 +237,10 @@ def _text_checks(
         if col.type != "numeric":
             checks.append((sql.SQL("not {}({}, {})").format(valid_fn, ref, lit(col.pg_type)), "BAD_TYPE"))
     elif col.type in ("date", "timestamp", "timestamptz"):
-        shape = {"date": DATE_SHAPE, "timestamp": TIMESTAMP_SHAPE, "timestamptz": TIMESTAMPTZ_SHAPE}[col.type]
         checks.append(
             (
                 sql.SQL("({} !~ {} or not {}({}, {}))").format(
-                    ref, lit(shape), valid_fn, ref, lit(col.pg_type)
+                    ref, lit(anchored(SHAPES[col.type])), valid_fn, ref, lit(col.pg_type)
                 ),
                 "BAD_TYPE",
             )
@@ -325,35 +327,43 @@ def _typed(col: Column, present: set[str]) -> sql.Composable:
 
 
 # --------------------------------------------------------------------------- the load
-def _line_blocks(path: Path, facts: _FileFacts, first: int = 1) -> Iterator[tuple[int, list[str]]]:
+def _line_blocks(feed: Feed, path: Path, facts: _FileFacts) -> Iterator[tuple[int, list[str]]]:
     """Decoded lines (no line ends) in blocks: (number of the block's first line, lines).
 
-    A record is one physical line: these feeds never quote line breaks.
+    A record is one physical line: these feeds never quote line breaks. An undecodable line
+    is decoded with replacement characters, an over-long one is its head only.
     """
     lineno = 1
-    with open(path, "rb") as fh:
-        while True:
-            raws = fh.readlines(COPY_CHUNK)
-            if not raws:
-                return
-            if lineno == 1 and facts.bom:
-                raws[0] = raws[0][len(codecs.BOM_UTF8) :]
-            if facts.bad_lines and any(lineno + i in facts.bad_lines for i in range(len(raws))):
-                text = [
-                    r.decode(facts.encoding, errors="replace" if lineno + i in facts.bad_lines else "strict")
-                    for i, r in enumerate(raws)
-                ]
-            else:
-                text = b"".join(raws).decode(facts.encoding).split("\n")[:-1]
-            text = [t.rstrip("\r\n") for t in text] if facts.crlf else [t.rstrip("\n") for t in text]
-            yield lineno, text
-            lineno += len(raws)
+    odd = facts.bad_lines | facts.long_lines
+    for block in LineReader(path, max_line=feed.max_line_bytes, skip_bom=facts.bom).blocks():
+        raws = block.split(b"\n")
+        if raws[-1] == b"":
+            raws.pop()
+        if odd and any(lineno + i in odd for i in range(len(raws))):
+            text = [
+                r.decode(facts.encoding, errors="replace" if lineno + i in odd else "strict")
+                for i, r in enumerate(raws)
+            ]
+            for i in range(len(raws)):
+                if lineno + i in facts.long_lines:
+                    text[i] = text[i][:LONG_LINE_KEPT]
+        else:
+            text = block.decode(facts.encoding).split("\n")
+            if text[-1] == "":
+                text.pop()
+        text = [t.rstrip("\r\n") for t in text] if facts.crlf else [t.rstrip("\n") for t in text]
+        yield lineno, text
+        lineno += len(raws)
 
 
 def _read_header(feed: Feed, path: Path, facts: _FileFacts) -> list[str]:
     """The CSV header's column names; FileRefused if a registered column is missing or repeated."""
-    with open(path, "rb") as fh:
-        raw = fh.readline()
+    if 1 in facts.long_lines:
+        raise FileRefused(
+            path, FileRule.SCHEMA_BAD_HEADER, f"line 1 is longer than {feed.max_line_bytes} bytes"
+        )
+    with open_regular(path) as fh:
+        raw = fh.readline(feed.max_line_bytes + len(codecs.BOM_UTF8) + 2)
     if facts.bom:
         raw = raw[len(codecs.BOM_UTF8) :]
     if not raw.strip():
@@ -396,7 +406,7 @@ def _stage_csv(
     delimiters; otherwise the csv module) and prefixes the line number; PostgreSQL's own
     CSV parser does the rest.
     """
-    blocks = _line_blocks(path, facts)
+    blocks = _line_blocks(feed, path, facts)
     first_line, block = next(blocks)  # the header line was read (and checked) by _read_header
     cols = [sql.SQL("{} text").format(sql.Identifier(h)) for h in header]
     conn.execute(
@@ -424,10 +434,6 @@ def _stage_csv(
         module read them: PostgreSQL reads a stray quote differently, and a bare CR not at
         all (a quoted empty field is null, too).
         """
-        if lineno in facts.bad_lines:
-            return "UNDECODABLE", line
-        if lineno in facts.nul_lines:
-            return "NUL_BYTE", line
         if quote not in line:
             if line.count(d) != width - 1:
                 return "BAD_COLUMN_COUNT", line
@@ -452,15 +458,15 @@ def _stage_csv(
             out = []
             for i, line in enumerate(lines):
                 lineno = start + i
+                if odd := _odd_line(feed, facts, lineno):
+                    quarantined.append(_Quarantined(lineno, odd[0], None, odd[1], line))
+                    continue
                 reason, fields = staged_fields(lineno, line)
                 if reason is None:
                     # The whole line, quoted, is the row's _source_line.
                     out.append(f"{lineno}{d}{quote}{line.replace(quote, quote * 2)}{quote}{d}{fields}\n")
                     continue
-                detail = {
-                    "UNDECODABLE": f"not valid {facts.encoding}",
-                    "NUL_BYTE": NUL_DETAIL,
-                }.get(reason, f"field count differs from the header's {width}")
+                detail = f"field count differs from the header's {width}"
                 quarantined.append(_Quarantined(lineno, reason, None, detail, line))
             staged += len(out)
             if out:
@@ -468,7 +474,19 @@ def _stage_csv(
     return header, staged
 
 
-NUL_DETAIL = "a NUL byte (0x00), which PostgreSQL text cannot store"
+def _odd_line(feed: Feed, facts: _FileFacts, lineno: int) -> tuple[RowReason, str] | None:
+    """(reason, detail) if the scan found the line cannot be staged as it is, else None."""
+    if lineno in facts.long_lines:
+        return RowReason.LINE_TOO_LONG, (
+            f"longer than {feed.max_line_bytes} bytes; its first {LONG_LINE_KEPT} characters kept"
+        )
+    if lineno in facts.bad_lines:
+        return RowReason.UNDECODABLE, f"not valid {facts.encoding}"
+    if lineno in facts.nul_lines:
+        return RowReason.NUL_BYTE, "a NUL byte (0x00), which PostgreSQL text cannot store"
+    return None
+
+
 # JSON escapes jsonb may refuse: \u0000, and surrogates (refused when unpaired). Only a line
 # holding one is looked at closely, after json.loads (where a surrogate left is unpaired).
 _JSONB_SUSPECT = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
@@ -487,10 +505,6 @@ def _jsonb_storable(value: object) -> bool:
     return True
 
 
-def _not_json(constant: str) -> None:
-    raise ValueError(f"{constant} is not JSON (PostgreSQL's jsonb rejects it)")
-
-
 def _stage_jsonl(
     conn: Connection,
     feed: Feed,
@@ -504,18 +518,13 @@ def _stage_jsonl(
     # (the typed text view below is an unlogged table so the rule checks can run in parallel)
     staged = 0
     with conn.cursor().copy("copy _stage_doc from stdin") as copy:
-        for lineno, raw in _lines(path, facts):
-            if lineno in facts.bad_lines:
-                quarantined.append(
-                    _Quarantined(lineno, "UNDECODABLE", None, f"not valid {facts.encoding}", raw)
-                )
-                continue
-            if lineno in facts.nul_lines:
-                quarantined.append(_Quarantined(lineno, "NUL_BYTE", None, NUL_DETAIL, raw))
+        for lineno, raw in _lines(feed, path, facts):
+            if odd := _odd_line(feed, facts, lineno):
+                quarantined.append(_Quarantined(lineno, odd[0], None, odd[1], raw))
                 continue
             try:
-                doc = json.loads(raw, parse_constant=_not_json)
-            except (ValueError, RecursionError) as err:  # RecursionError: nested too deep
+                doc = parse_json_line(raw)
+            except ValueError as err:
                 quarantined.append(_Quarantined(lineno, "BAD_JSON", None, f"not JSON: {err}", raw))
                 continue
             if not isinstance(doc, dict):
@@ -637,7 +646,7 @@ def _load_rows(
     ).fetchall()
     if bad_rows:
         wanted = {r[0]: r for r in bad_rows}
-        for lineno, text in _lines(path, facts):
+        for lineno, text in _lines(feed, path, facts):
             row = wanted.get(lineno)
             if row:
                 _, reason, column = row
@@ -680,7 +689,7 @@ def _load_clean(
 ) -> int | None:
     """Rows loaded by the clean-file path (crm.ingest.clean_copy), None if the file needs
     the row-by-row path (everything the attempt did is rolled back to a savepoint)."""
-    if facts.bad_lines or facts.nul_lines:
+    if facts.odd_lines:
         return None
     file = {"encoding": facts.encoding, "bom": facts.bom, "crlf": facts.crlf, "data_lines": facts.data_lines}
     try:
@@ -699,7 +708,13 @@ def _load_clean(
             if feed.format == "csv":
                 return load_clean_csv(new, path, header=header, **file)
             return load_clean_jsonl(new, path, **file)
-    except (NotClean, psycopg.errors.DataError, psycopg.errors.IntegrityError) as why:
+    # ProgramLimitExceeded: JSON nested past PostgreSQL's stack depth, say (StatementTooComplex).
+    except (
+        NotClean,
+        psycopg.errors.DataError,
+        psycopg.errors.IntegrityError,
+        psycopg.errors.ProgramLimitExceeded,
+    ) as why:
         log.info("feed=%s day=%s file=%s: loading row by row (%s)", feed.name, day, path, str(why).strip())
         return None
 
@@ -714,8 +729,14 @@ def load_file(
     force: bool = False,
     registry: Registry | None = None,
     clean_copy: bool = True,
+    root: Path | None = None,
 ) -> LoadResult:
-    """Load ``path`` as ``feed``'s file for business day ``day``. Raises FileRefused on file faults.
+    """Load ``path`` as ``feed``'s file for business day ``day``.
+
+    Raises FileRefused, with the rule, for anything that keeps the file from loading,
+    an unexpected error included (LoadFailed, rule LOAD_ERROR; its traceback is logged):
+    every refusal is in ``audit.load_log`` and nothing of the file is loaded. With
+    ``root``, the file must lie inside that folder once every link is resolved.
 
     ``clean_copy=False`` skips the clean-file path (crm.ingest.clean_copy) and stages the
     file row by row even if it is clean (same outcome, slower: for comparison and debugging).
@@ -723,12 +744,13 @@ def load_file(
     registry = registry or load_registry()
     result = LoadResult(feed.name, day, path, status="running")
     try:
-        if not path.exists():
-            raise FileRefused(path, "FILE_MISSING", "no file delivered for the day")
+        if root is not None:
+            check_inside(path, root)
         facts = _scan(feed, path)
-    except FileRefused as err:
-        record_refusal(conn, feed, day, path, err, run_id)
-        raise
+    except Exception as err:
+        refusal = _refusal(feed, day, path, err, None)
+        record_refusal(conn, feed, day, path, refusal, run_id)
+        raise refusal from (None if refusal is err else err)
     result.sha256 = facts.sha256
     if facts.bom:
         result.warnings.append("BOM_STRIPPED: UTF-8 byte-order mark removed")
@@ -773,6 +795,8 @@ def load_file(
                 ),
                 (day,),
             )
+            if facts.data_lines == 0:
+                _warn_if_day_emptied(conn, feed, day, result)
             header = _read_header(feed, path, facts) if feed.format == "csv" else feed.column_names
             quarantined: list[_Quarantined] = []
             loaded = None
@@ -793,6 +817,9 @@ def load_file(
                     f"{path}: {result.rows_in_file} rows in file but {result.rows_loaded} loaded + "
                     f"{result.rows_quarantined} quarantined; load rolled back"
                 )
+            _refuse_if_mostly_bad(feed, path, result, quarantined)
+            if identity(path) != facts.identity:
+                raise FileRefused(path, FileRule.FILE_CHANGED, "the file changed while it was loaded")
             # Fresh statistics for the new day (row count; keys and references): the next
             # feeds' reference checks (an index probe, not a scan of every customer, for a
             # small file) and dbt plan with them. Only those columns: a full ANALYZE of a
@@ -837,10 +864,69 @@ def load_file(
             )
         result.status = "loaded"
     except Exception as err:
-        _record_failure(conn, feed, day, path, facts.sha256, run_id, started, err)
-        raise
+        refusal = _refusal(feed, day, path, err, facts.identity)
+        _record_failure(conn, feed, day, path, facts.sha256, run_id, started, refusal)
+        raise refusal from (None if refusal is err else err)
     log.info("load %s", result.summary())
     return result
+
+
+def _refusal(feed: Feed, day: dt.date, path: Path, err: Exception, scanned: Identity | None) -> FileRefused:
+    """What to tell the user about ``err``: a refusal by rule, in one line.
+
+    A file that changed under the load is FILE_CHANGED, whatever broke first. Anything
+    unexpected is LOAD_ERROR, naming only the error's type: its text may quote a value of
+    the file, and the full traceback goes to the log.
+    """
+    changed = scanned is not None and identity(path) != scanned
+    if changed and getattr(err, "rule", None) != FileRule.FILE_CHANGED:
+        return FileRefused(path, FileRule.FILE_CHANGED, "the file changed while it was loaded")
+    if isinstance(err, FileRefused):
+        return err
+    log.error("feed=%s day=%s file=%s: unexpected error while loading", feed.name, day, path, exc_info=err)
+    return LoadFailed(
+        path,
+        FileRule.LOAD_ERROR,
+        f"unexpected {type(err).__name__} while loading; the traceback is in the log. "
+        f"Fix the cause, then re-run: crm ingest --date {day} --feed {feed.name}",
+    )
+
+
+def _warn_if_day_emptied(conn: Connection, feed: Feed, day: dt.date, result: LoadResult) -> None:
+    """A file without rows may replace a day that held rows (a correction): say so."""
+    previous = conn.execute(
+        "select load_id, rows_loaded from audit.load_log"
+        " where feed = %s and business_date = %s and status = 'loaded' and rows_loaded > 0",
+        (feed.name, day),
+    ).fetchone()
+    if previous:
+        result.warnings.append(
+            f"{FileRule.DAY_EMPTIED}: the day held {previous[1]} rows (load {previous[0]}); this file has none"
+        )
+        log.warning("feed=%s day=%s: a file without rows replaces %d rows", feed.name, day, previous[1])
+
+
+def _refuse_if_mostly_bad(
+    feed: Feed, path: Path, result: LoadResult, quarantined: list[_Quarantined]
+) -> None:
+    """TOO_MANY_BAD_ROWS if more lines are bad than the feed tolerates (the load rolls back)."""
+    bad, lines = result.rows_quarantined, result.rows_in_file
+    too_many = lines >= feed.bad_share_min_rows and bad > feed.max_bad_share * lines
+    if not bad or not (too_many or result.rows_loaded == 0):
+        return
+    reasons = ", ".join(f"{k}={v}" for k, v in sorted(result.reasons.items()))
+    first = "; ".join(
+        f"line {q.line} {q.reason}" + (f" in column '{q.column}'" if q.column else "")
+        for q in sorted(quarantined, key=lambda q: q.line)[:3]
+    )
+    raise FileRefused(
+        path,
+        FileRule.TOO_MANY_BAD_ROWS,
+        f"{bad} of {lines} lines broke row rules ({reasons}; first: {first}), more than the feed's "
+        f"max_bad_share of {feed.max_bad_share:.0%}"
+        + ("" if too_many else " (no line was good)")
+        + "; the file stays in landing for inspection",
+    )
 
 
 def _detail(feed: Feed, reason: str, column: str) -> str:
@@ -872,7 +958,7 @@ def _record_failure(
 ) -> None:
     """Write the failed attempt to the load log in its own transaction (the load rolled back)."""
     rule = getattr(err, "rule", type(err).__name__)
-    status = "refused" if isinstance(err, FileRefused) else "failed"
+    status = "refused" if isinstance(err, FileRefused) and not isinstance(err, LoadFailed) else "failed"
     try:
         with conn.transaction():
             conn.execute(

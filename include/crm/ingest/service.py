@@ -7,7 +7,9 @@ import logging
 from pathlib import Path
 
 from crm.feeds import Feed, load_registry
-from crm.ingest.loader import FileRefused, LoadResult, load_file
+from crm.ingest.lines import FileRefused
+from crm.ingest.loader import LoadFailed, LoadResult, load_file
+from crm.ingest.rules import FileRule
 from crm.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -32,9 +34,10 @@ def load_feed_day(
 
     registry = load_registry()
     feed = registry.feed(feed_name)
-    path = landing_path(feed, day, landing or (settings or get_settings()).landing)
+    root = landing or (settings or get_settings()).landing
+    path = landing_path(feed, day, root)
     with connect("crm_loader", settings=settings) as conn:
-        return load_file(conn, feed, day, path, run_id=run_id, force=force, registry=registry)
+        return load_file(conn, feed, day, path, run_id=run_id, force=force, registry=registry, root=root)
 
 
 def ingest_day(
@@ -48,7 +51,9 @@ def ingest_day(
     """Load every feed (in dependency order) for a day; a refused file does not stop the others.
 
     Feeds that depend on a refused feed are still attempted: their rows that
-    reference unknown keys are quarantined, not lost.
+    reference unknown keys are quarantined, not lost. Whatever goes wrong with one feed
+    (a refusal by rule, or an unexpected error: the warehouse gone, say) is reported for
+    that feed, in one line, and the next feed loads.
     """
     registry = load_registry()
     names = feeds or [f.name for f in registry.load_order()]
@@ -60,6 +65,15 @@ def ingest_day(
         try:
             results.append(load_feed_day(feed.name, day, landing=landing, force=force, settings=settings))
         except FileRefused as err:
-            log.error("feed=%s day=%s refused: %s", feed.name, day, err)
             refused.append(err)
+        except Exception as err:  # one feed's failure must not end the day
+            log.error("feed=%s day=%s: unexpected error", feed.name, day, exc_info=err)
+            path = landing_path(feed, day, landing or (settings or get_settings()).landing)
+            refused.append(
+                LoadFailed(
+                    path,
+                    FileRule.LOAD_ERROR,
+                    f"unexpected {type(err).__name__} before the load started; the traceback is in the log",
+                )
+            )
     return results, refused
