@@ -15,17 +15,23 @@ log = logging.getLogger(__name__)
 
 
 def dbt_env(
-    settings: Settings | None = None, base_url: str | None = None, *, database: str | None = None
+    settings: Settings | None = None,
+    base_url: str | None = None,
+    *,
+    database: str | None = None,
+    connection_url: str | None = None,
 ) -> dict[str, str]:
     """Environment for dbt's profile (profiles.yml reads only these variables).
 
-    The connection is ``role_url("crm_transformer")`` on the warehouse (or on ``base_url``);
-    ``database`` points dbt at another database of the same server (tests use their own).
+    The connection is ``connection_url`` (crm_transform passes its Airflow connection
+    ``crm_transformer``), else ``role_url("crm_transformer")`` on the warehouse (or on
+    ``base_url``); ``database`` points dbt at another database of the same server (tests
+    use their own).
     """
     from crm.warehouse import role_url
 
     settings = settings or get_settings()
-    url = urlsplit(role_url("crm_transformer", settings, base_url=base_url))
+    url = urlsplit(connection_url or role_url("crm_transformer", settings, base_url=base_url))
     project = settings.dbt_project_dir
     return {
         "CRM_DBT_HOST": url.hostname or "127.0.0.1",
@@ -61,12 +67,13 @@ def run_dbt(
     settings: Settings | None = None,
     base_url: str | None = None,
     extra_env: dict[str, str] | None = None,
+    connection_url: str | None = None,
 ):
     """Invoke dbt in-process (dbtRunner); raises if the command fails."""
     from dbt.cli.main import dbtRunner
 
     settings = settings or get_settings()
-    env = dbt_env(settings, base_url) | (extra_env or {})
+    env = dbt_env(settings, base_url, connection_url=connection_url) | (extra_env or {})
     with _environment(env):
         result = dbtRunner().invoke([*args, "--project-dir", env["DBT_PROJECT_DIR"]])
     if not result.success:
@@ -171,3 +178,145 @@ def build(
     if select:
         args += ["--select", select]
     return run_dbt(args, settings, base_url, extra_env=run)
+
+
+# --- the daily dbt stage of crm_transform ------------------------------------------------
+
+# Statuses of run_results.json / sources.json that fail a run (a warning does not).
+FAILED_STATUSES = ("error", "fail", "runtime error")
+
+
+class DbtStageError(RuntimeError):
+    """The daily dbt stage failed; the message names every failed node and the logs."""
+
+    def __init__(self, message: str, failed: list[dict], *, data_failure: bool):
+        super().__init__(message)
+        self.failed = failed
+        # True: tests failed or sources are stale (the data, not the infrastructure): running
+        # the same build again cannot pass, so crm_transform does not retry it.
+        self.data_failure = data_failure
+
+
+def _failed_nodes(results_file: Path, target: Path, project: Path) -> list[dict]:
+    """The failed nodes of a run_results.json / sources.json: id, status, message, where it
+    is defined and its compiled SQL (from the manifest the same run wrote)."""
+    import json
+
+    failed = [
+        node
+        for node in json.loads(results_file.read_text())["results"]
+        if node.get("status") in FAILED_STATUSES
+    ]
+    if not failed:
+        return []
+    manifest_file = target / "manifest.json"
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
+    known = manifest.get("nodes", {}) | manifest.get("sources", {})
+    described = []
+    for node in failed:
+        unique_id = node["unique_id"]
+        info = known.get(unique_id, {})
+        compiled = info.get("compiled_path") or ""
+        if compiled:
+            compiled = str(project / compiled)  # relative to the project (absolute: unchanged)
+        described.append(
+            {
+                "unique_id": unique_id,
+                "resource_type": unique_id.split(".", 1)[0],
+                "name": info.get("name") or unique_id.rsplit(".", 1)[-1],
+                "status": node["status"],
+                "message": (node.get("message") or node.get("error") or "").strip(),
+                "file": info.get("original_file_path") or "",
+                "compiled": compiled,
+            }
+        )
+    return described
+
+
+def _summary(results_file: Path) -> dict[str, int]:
+    import json
+
+    counts: dict[str, int] = {}
+    for node in json.loads(results_file.read_text())["results"]:
+        counts[node.get("status") or "?"] = counts.get(node.get("status") or "?", 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _describe(failed: list[dict]) -> list[str]:
+    lines = []
+    for node in failed:
+        lines.append(f"  {node['resource_type']} {node['name']} ({node['unique_id']}): {node['status']}")
+        if node["message"]:
+            lines.extend(f"      {line}" for line in node["message"].splitlines()[:6])
+        if node["file"]:
+            lines.append(f"      defined in: {node['file']}")
+        if node["compiled"]:
+            lines.append(f"      compiled SQL: {node['compiled']}")
+    return lines
+
+
+def daily_stage(
+    plan: dict,
+    *,
+    log_dir: Path,
+    connection_url: str | None = None,
+    settings: Settings | None = None,
+    base_url: str | None = None,
+) -> dict:
+    """crm_transform's dbt stage: source freshness, then one ``dbt build`` of the project.
+
+    One dbt process for every node (dbt starts once, ~2 s, instead of once per node). The
+    build is the one ``crm dbt build --date`` runs: seeds, snapshots, models and every data
+    test, source tests included; unit tests are CI's. ``plan`` is ``plan_build``'s (the run
+    date and test window). dbt's log and the run's artefacts (run_results.json,
+    sources.json) go to ``log_dir``. Stale sources do not stop the build (the marts are
+    built from what landed), but fail the stage with the build's failures.
+
+    Raises :class:`DbtStageError` naming every failed node, its message, its compiled SQL
+    and the log; returns the counts by status otherwise.
+    """
+    import shutil
+
+    from dbt.cli.main import dbtRunner
+
+    settings = settings or get_settings()
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = dbt_env(settings, base_url, connection_url=connection_url) | {
+        "CRM_RUN_DATE": plan.get("run_date") or "",
+        "CRM_TEST_WINDOW_START": plan.get("test_window_start") or "",
+        "DBT_LOG_PATH": str(log_dir),
+    }
+    target = Path(env["DBT_TARGET_PATH"])
+    where = [f"dbt log: {log_dir / 'dbt.log'}"]
+    failed: list[dict] = []
+    errors: list[str] = []
+    counts: dict[str, dict[str, int]] = {}
+    steps = (
+        ("source freshness", ["source", "freshness"], "sources.json"),
+        ("build", ["build", "--exclude-resource-type", "unit_test"], "run_results.json"),
+    )
+    with _environment(env):
+        for step, args, artefact in steps:
+            # Remove the previous artefact: a step that dies before writing its own must not
+            # be judged by an older run's.
+            (target / artefact).unlink(missing_ok=True)
+            result = dbtRunner().invoke([*args, "--project-dir", env["DBT_PROJECT_DIR"]])
+            if (target / artefact).exists():
+                kept = log_dir / artefact
+                shutil.copyfile(target / artefact, kept)
+                where.append(f"{step} results: {kept}")
+                counts[step] = _summary(kept)
+                failed += _failed_nodes(kept, target, Path(env["DBT_PROJECT_DIR"]))
+            if result.exception is not None:
+                errors.append(f"dbt {step}: {type(result.exception).__name__}: {result.exception}")
+            elif not result.success and not (target / artefact).exists():
+                errors.append(f"dbt {step} failed without writing {artefact}")
+    log.info("dbt stage for %s: %s", plan.get("run_date") or "the last day loaded", counts)
+    if failed or errors:
+        head = f"crm_transform dbt stage for {plan.get('run_date') or 'the last day loaded'} failed"
+        if failed:
+            head += f": {len(failed)} node(s) failed"
+        message = "\n".join([head, *_describe(failed), *errors, *where])
+        raise DbtStageError(message, failed, data_failure=bool(failed) and not errors)
+    return counts
