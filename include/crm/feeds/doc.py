@@ -127,6 +127,7 @@ What the generator writes besides the feeds, and how it injects defects. The cod
 | path | what |
 |---|---|
 | `<landing>/<feed>/<day>/<file>` | the feed's file for the business day (every feed, every day) |
+| `<landing>/<feed>/<day>/<file>.control.json` | the source's control record: `{"file", "rows" (data lines as sent), "sums": {"<amount column>": {"<currency>": "<sum to the cent>"}}}`; the money columns are the feed's `control` block in the registry (`sums` is `{}` without one); only plain decimal values are summed |
 | `<landing>/_manifests/<day>.json` | `{"business_date", "files": [...]}`; one entry per feed in load order: `feed`, `file` (path relative to the landing folder), `status`, `rows` (records = lines minus the header), `bytes`, `sha256` |
 | `<landing>/_held/<feed>/<day>/<file>` | a late partition, not delivered yet (see `late_partition`) |
 | `<landing>/_redelivered/<feed>/<day>/<file>` | a second, byte-identical delivery of the day's file (see `duplicate_delivery`) |
@@ -154,12 +155,22 @@ fields (resident id, name, birth date, onboarding date) never change in an updat
 customer is in `core_customers` on the day they are onboarded, before any other feed of
 that day names them; accounts likewise.
 
+Balances roll forward: for every account, yesterday's `ledger_balance` plus today's
+credits (`direction` C) minus debits (D) in `core_transactions` equals today's balance, to
+the cent (`amount` moves the balance; a transfer's `fee` is the charge within it). A new
+account's opening balance is posted on its first day; a closed account's remainder is
+paid out the day it closes (no balance row that day: it is zero). Month ends post
+interest, product fees and loan repayments.
+
 ### Fault spec (`--faults`)
 
 `rate=0.001` puts every row kind at that rate (per data line, on the feeds that can carry
 it) and one file of every file kind; `missing_key=0.002,bom=2,...` names kinds one by one
 (row kinds: rate per line; file kinds: number of files); named kinds override `rate`
-(`rate=0.01,empty_file=0`). Row rates may add up to at most 0.5.
+(`rate=0.01,empty_file=0`). Row rates may add up to at most 0.5. Dataset kinds (every
+line valid, the data wrong as a whole: a data-quality gate must catch them) are 0 or 1,
+never part of `rate`, and hit the last day or `dataset_day=YYYY-MM-DD` (not the first day);
+that day and the day before carry no row or file faults (see `crm.generator.faults`).
 
 | kind | level | expected | outcome | what is in the file |
 |---|---|---|---|---|
@@ -185,6 +196,13 @@ it) and one file of every file kind; `missing_key=0.002,bom=2,...` names kinds o
 | `missing_file` | file | FILE_MISSING | refused | no file; the manifest says `missing` |
 | `duplicate_delivery` | file | DUPLICATE_DELIVERY | tolerated | the original, plus the same bytes in `_redelivered/<feed>/<day>/<file>` (same name: names matter) |
 | `late_partition` | file | LATE_PARTITION | tolerated | the day's folder in `_held/<feed>/<day>/`; missing when its day runs, then `deliver_late(landing)` moves it into place (a reprocess of that day) |
+| `volume_drop` | dataset | raw.volume | flagged | a channel file keeps its first 40 % of rows (gate raw, critical) |
+| `unit_shift` | dataset | raw.median:<column> | flagged | a money column × 100 in one channel file, within its min/max (gate raw, critical) |
+| `stale_repeat` | dataset | raw.stale_repeat | flagged | the day before's file delivered again under this day (gate raw, critical) |
+| `null_spike` | dataset | raw.null_rate:<column> | flagged | an optional, usually filled column ~90 % empty in one file (gate raw, warning) |
+| `control_mismatch` | dataset | recon.amounts | flagged | a control record's sum for one currency 100.00 above the file's (gate recon, critical) |
+| `balance_break` | dataset | recon.balance_roll_forward | flagged | one account's balance changed without a posting; the ledger names `account_id`, `expected_balance`, `actual_balance` (gate recon, critical) |
+| `segment_collapse` | dataset | mart.segment_share_shift | flagged | most customers of one TRB tier move 90 % of their balances out (posted), so the tier's share collapses (gate mart, warning) |
 
 Guarantees, so ingestion can be scored with 100 % precision and recall against the ledger:
 
@@ -201,8 +219,10 @@ Guarantees, so ingestion can be scored with 100 % precision and recall against t
 
 One JSON object per defect: `feed`, `day` (business day), `file` (path relative to the
 landing folder, where the file is or would be), `line` (1-based physical line incl. the
-CSV header as line 1; `null` for file-level kinds), `kind`, `level` (`row`/`file`),
-`expected` (row reason code, file rule, or tolerated warning code), `outcome`
-(`quarantined`, `refused`, `tolerated`). The kinds and their expectations are
+CSV header as line 1; `null` for file- and dataset-level kinds), `kind`, `level`
+(`row`/`file`/`dataset`), `expected` (row reason code, file rule, tolerated warning code,
+or the gate check), `outcome` (`quarantined`, `refused`, `tolerated`, `flagged`). Dataset
+kinds add `gate` (raw/recon/mart), `check`, `severity` (critical/warning) and their
+details. The kinds and their expectations are
 `crm.generator.FAULT_KINDS`.
 """

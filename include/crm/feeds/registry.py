@@ -54,6 +54,15 @@ class Column(BaseModel):
         return feed, column
 
 
+class Control(BaseModel):
+    """The money columns a feed's control record (``<file>.control.json``) totals."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    amounts: tuple[str, ...]
+    currency: str
+
+
 class Feed(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -85,6 +94,8 @@ class Feed(BaseModel):
     # Files under bad_share_min_rows lines are refused only when no line is good.
     max_bad_share: float = Field(default=0.05, ge=0, le=1)
     bad_share_min_rows: int = Field(default=100, ge=0)
+    # Money columns summed per currency in the control record the source sends with the file.
+    control: Control | None = None
 
     @model_validator(mode="after")
     def _keys_are_columns(self) -> Feed:
@@ -92,6 +103,10 @@ class Feed(BaseModel):
         unknown = [k for k in (*self.key, *self.pii) if k not in names]
         if unknown:
             raise ValueError(f"feed {self.name}: key/pii columns {unknown} are not declared columns")
+        if self.control is not None:
+            bad = [c for c in (*self.control.amounts, self.control.currency) if c not in names]
+            if bad:
+                raise ValueError(f"feed {self.name}: control columns {bad} are not declared columns")
         return self
 
     @property

@@ -1,7 +1,9 @@
 """The sample bank: realistic daily channel feeds with behaviour, faults and ground truth.
 
 ``generate()`` writes ``<out>/<feed>/<YYYY-MM-DD>/<file>`` for every registry feed and
-day, a manifest per day in ``<out>/_manifests/``, and the ground truth (latent
+day with its control record ``<file>.control.json`` beside it (data rows, and per money
+column of the registry's ``control`` block the sums by currency; see
+``crm.generator.faults.control_record``), a manifest per day in ``<out>/_manifests/``, and the ground truth (latent
 segments, churn, realised margin, fault ledger) in ``<truth>/`` - a folder the
 pipeline never loads. Same seed, same bytes.
 """
@@ -20,7 +22,7 @@ import pandas as pd
 
 from crm.feeds import Feed, load_registry
 from crm.generator.bank import Bank
-from crm.generator.faults import FAULT_KINDS, HELD, REDELIVERED, FaultInjector
+from crm.generator.faults import CONTROL_SUFFIX, FAULT_KINDS, HELD, REDELIVERED, FaultInjector
 from crm.generator.reference import load_reference
 
 __all__ = ["FAULT_KINDS", "GenerateResult", "deliver_late", "generate"]
@@ -102,11 +104,17 @@ def generate(
             _write(feed, frame, path, name not in started)
             started[name] = None
             result.rows[name] = result.rows.get(name, 0) + len(frame)
-        for name in started:
-            injector.apply(feeds[name], day, out / name / day.isoformat() / feeds[name].file)
+        # Defects, then the control record the source sends beside every file.
+        injector.apply_day(
+            day, {feeds[name]: out / name / day.isoformat() / feeds[name].file for name in started}
+        )
         _write_manifest(out, day, feeds)
         log.info("generated day=%s customers=%s", day, bank.n)
-    result.files = sum(1 for p in out.rglob("*") if p.is_file() and p.parent.name != MANIFESTS)
+    result.files = sum(
+        1
+        for p in out.rglob("*")
+        if p.is_file() and p.parent.name != MANIFESTS and not p.name.endswith(CONTROL_SUFFIX)
+    )
     customers_truth, margin = bank.truth_frames()
     customers_truth.to_csv(truth / "customers_truth.csv", index=False, lineterminator="\n")
     margin.to_csv(truth / "monthly_margin.csv", index=False, lineterminator="\n")

@@ -366,7 +366,8 @@ class Bank:
         for ids in _chunks(np.union1d(new_accounts, closed)):
             yield "core_accounts", self._accounts_frame(ids, day, d, new_set)
         yield "fx_rates", self._fx_frame(rng, day)
-        for frame in _frames(self._transactions(rng, d, day, activity, pre, churn_today)):
+        postings = self._transactions(rng, d, day, activity, pre, churn_today, new_accounts, closed)
+        for frame in _frames(postings):
             yield "core_transactions", frame
         for chunk in self._balances_frames(day):
             yield "core_balances", chunk
@@ -473,12 +474,8 @@ class Bank:
         closing = churn_today[owner] & (self.arrays["churn_type"][owner] == 1) & (c["status"][:na] == 0)
         c["status"][:na][closing] = 1
         c["close"][:na][closing] = np.datetime64(day.isoformat())
-        # Balances drift; churners in their last 90 days draw money down.
-        asset = self._is_asset[c["product"][:na]]
-        drift = rng.normal(0.0003, 0.01, na) - 0.02 * pre[owner] * asset
-        c["balance"][:na] *= np.exp(drift)
-        c["balance"][:na] = np.round(c["balance"][:na], 2)
-        c["balance"][:na][closing] = 0
+        # Balances move only by postings (see _transactions): a closed account's remainder
+        # is paid out (or its debt settled) by a closing posting on the day it closes.
         return np.flatnonzero(closing)
 
     def _accounts_frame(self, j, day, d, new_set) -> pd.DataFrame:
@@ -546,7 +543,10 @@ class Bank:
         primary[c["owner"][dep][::-1]] = dep[::-1]
         return primary
 
-    def _transactions(self, rng, d, day, activity, pre, churn_today) -> pd.DataFrame:
+    def _transactions(self, rng, d, day, activity, pre, churn_today, new_accounts, closed) -> dict:
+        """The day's postings, applied to the balances: every account's end-of-day balance is
+        the previous one plus its credits (C) minus its debits (D), to the cent. ``amount`` is
+        what moves the balance (a transfer's ``fee`` is the bank's charge within it)."""
         a = self.arrays
         n = self.n
         primary = self._primary_account()
@@ -588,32 +588,39 @@ class Bank:
             "",
         )
         acct = primary[who]
-        if len(silent):
-            # Every open asset account of today's silent leavers keeps 10 %; the rest leaves
-            # in one transfer (in the primary account's currency) to another bank.
-            c = self.acc
-            na = self.na
-            owner = c["owner"][:na]
-            leaving = np.zeros(n, dtype=bool)
-            leaving[silent] = True
-            mask = leaving[owner] & self._is_asset[c["product"][:na]] & (c["status"][:na] == 0)
-            rates = np.array([self.fx[x] for x in CURRENCIES])
-            hkd = c["balance"][:na][mask].clip(min=0) * rates[c["currency"][:na][mask]]
-            drained = np.bincount(owner[mask], weights=hkd * 0.9, minlength=n)[silent]
-            c["balance"][:na][mask] = np.round(c["balance"][:na][mask] * 0.1, 2)
-            drain = np.clip(drained / rates[c["currency"][primary[silent]]], 0, 49_000_000)
-            keep = drain >= 1
-            silent, drain = silent[keep], drain[keep]
-            who = np.concatenate([who, silent])
-            acct = np.concatenate([acct, primary[silent]])
-            txn_type = np.concatenate([txn_type, np.full(len(silent), "transfer_out")])
-            amount = np.concatenate([amount, np.round(drain, 2)])
-            channel = np.concatenate([channel, np.full(len(silent), "online")])
-            direction = np.concatenate([direction, np.full(len(silent), "D")])
-            counterparty = np.concatenate(
-                [counterparty, OTHER_BANKS[rng.integers(0, len(OTHER_BANKS), len(silent))]]
-            )
-            m = len(who)
+        mcc = np.where(txn_type == "card_purchase", MCCS[rng.integers(0, len(MCCS), m)], "")
+        extra = self._account_postings(rng, d, day, pre, churn_today, silent, new_accounts, closed)
+        acct = np.concatenate([acct, extra["acct"]]).astype(np.int64)
+        txn_type = np.concatenate([txn_type, extra["txn_type"]])
+        amount = np.concatenate([amount, extra["amount"]])
+        channel = np.concatenate([channel, extra["channel"]])
+        direction = np.concatenate([direction, extra["direction"]])
+        counterparty = np.concatenate([counterparty, extra["counterparty"]])
+        mcc = np.concatenate([mcc, np.full(len(extra["acct"]), "")])
+        # Post, then top up asset accounts a day's debits would leave below zero (the
+        # customer moves money in from elsewhere), so deposits never go negative.
+        c = self.acc
+        signed = np.where(direction == "C", amount, -amount)
+        net = np.bincount(acct, weights=signed, minlength=self.na)[: self.na]
+        after = np.round(c["balance"][: self.na] + net, 2)
+        short = np.flatnonzero(
+            (after < 0) & self._is_asset[c["product"][: self.na]] & (c["status"][: self.na] == 0)
+        )
+        if len(short):
+            top = np.round(-after[short] + rng.uniform(100, 2000, len(short)), 2)
+            acct = np.concatenate([acct, short])
+            txn_type = np.concatenate([txn_type, np.full(len(short), "transfer_in")])
+            amount = np.concatenate([amount, top])
+            channel = np.concatenate([channel, np.full(len(short), "mobile")])
+            direction = np.concatenate([direction, np.full(len(short), "C")])
+            counterparty = np.concatenate([counterparty, np.full(len(short), "")])
+            mcc = np.concatenate([mcc, np.full(len(short), "")])
+            after[short] = np.round(after[short] + top, 2)
+        acct, amount, keep = _split_large(acct, amount)
+        txn_type, channel, direction = txn_type[keep], channel[keep], direction[keep]
+        counterparty, mcc = counterparty[keep], mcc[keep]
+        c["balance"][: self.na] = after
+        m = len(acct)
         secs = np.sort(rng.integers(0, 86400, m)) if m else np.zeros(0, dtype=np.int64)
         fee = np.where(txn_type == "transfer_out", np.round(np.minimum(amount * 0.001, 50), 2), 0)
         return dict(
@@ -627,11 +634,96 @@ class Bank:
                 "direction": direction,
                 "txn_type": txn_type,
                 "channel": channel,
-                "mcc": np.where(txn_type == "card_purchase", MCCS[rng.integers(0, len(MCCS), m)], ""),
+                "mcc": mcc,
                 "counterparty_bank": counterparty,
                 "fee": np.char.mod("%.2f", fee),
             }
         )
+
+    def _account_postings(self, rng, d, day, pre, churn_today, silent, new_accounts, closed) -> dict:
+        """Postings that follow from the accounts themselves rather than from a customer's
+        day: opening amounts of new accounts, pay-outs of closed ones, silent leavers'
+        outflows, churners' draw-downs, and month-end interest, fees and loan repayments."""
+        c = self.acc
+        na = self.na
+        bal = c["balance"][:na]
+        prod = c["product"][:na]
+        family = self._product_family[prod]
+        asset = self._is_asset[prod]
+        open_ = c["status"][:na] == 0
+        owner = c["owner"][:na]
+        parts: list[tuple] = []  # (accounts, txn_type, amount, direction, channel, counterparty)
+
+        def add(j, kind, amt, direction, channel, counterparty="") -> None:
+            amt = np.round(np.abs(amt), 2)
+            ok = amt >= 0.01
+            j = j[ok]
+            amt = amt[ok]
+
+            def pick(v):
+                return v[ok] if isinstance(v, np.ndarray) else np.full(len(j), v)
+
+            parts.append((j, pick(kind), amt, pick(direction), channel, pick(counterparty)))
+
+        # Opening amounts (day 0's accounts were opened before the extract began).
+        if d > 0 and len(new_accounts):
+            j = new_accounts[bal[new_accounts] != 0]
+            b = bal[j]
+            kind = np.where(
+                b > 0, "transfer_in", np.where(family[j] == "credit_card", "card_purchase", "transfer_out")
+            )
+            add(j, kind, b, np.where(b > 0, "C", "D"), "branch")
+            bal[new_accounts] = 0  # the postings below bring them to their opening balance
+        # Closed today: the remainder is paid out, a debt settled.
+        if len(closed):
+            j = closed[bal[closed] != 0]
+            b = bal[j]
+            add(j, np.where(b > 0, "transfer_out", "loan_repayment"), b, np.where(b > 0, "D", "C"), "branch")
+        # Silent leavers move 90 % of every asset account to another bank on their churn day.
+        if len(silent):
+            leaving = np.zeros(self.n, dtype=bool)
+            leaving[silent] = True
+            j = np.flatnonzero(leaving[owner] & asset & open_ & (bal > 0))
+            banks = OTHER_BANKS[rng.integers(0, len(OTHER_BANKS), len(j))]
+            add(j, "transfer_out", bal[j] * 0.9, "D", "online", banks)
+        # Churners in their last 90 days draw their assets down, often to a competitor.
+        p = pre[owner]
+        drawing = np.flatnonzero(
+            asset & open_ & (bal > 0) & (p > 0) & ~churn_today[owner] & (rng.random(na) < 0.25)
+        )
+        banks = np.where(
+            rng.random(len(drawing)) < 0.5, OTHER_BANKS[rng.integers(0, len(OTHER_BANKS), len(drawing))], ""
+        )
+        add(drawing, "transfer_out", bal[drawing] * 0.08 * p[drawing], "D", "mobile", banks)
+        # Month end: interest on deposits and loans, product fees, loan repayments.
+        if (day + dt.timedelta(days=1)).day == 1:
+            rate = np.array([self.fx[x] for x in CURRENCIES])[c["currency"][:na]]
+            earning = np.flatnonzero(
+                open_ & np.isin(family, ["deposit", "time_deposit", "fx_account"]) & (bal > 0)
+            )
+            yearly = np.where(family[earning] == "time_deposit", 0.015, 0.0035)
+            add(earning, "interest", bal[earning] * yearly / 12, "C", "system")
+            loans = np.flatnonzero(open_ & np.isin(family, ["personal_loan", "mortgage"]) & (bal < 0))
+            yearly = np.where(family[loans] == "mortgage", 0.04, 0.06)
+            add(loans, "interest", bal[loans] * yearly / 12, "D", "system")
+            months = np.where(family[loans] == "mortgage", 240, 36)
+            add(loans, "loan_repayment", bal[loans] * (1 / months + yearly / 12), "C", "system")
+            charged = np.flatnonzero(open_ & (self._fee[prod] > 0))
+            add(charged, "fee", self._fee[prod][charged] / rate[charged], "D", "system")
+        if not parts:
+            empty = np.zeros(0, dtype=object)
+            return {k: empty for k in ("txn_type", "direction", "channel", "counterparty")} | {
+                "acct": np.zeros(0, dtype=np.int64),
+                "amount": np.zeros(0),
+            }
+        return {
+            "acct": np.concatenate([x[0] for x in parts]).astype(np.int64),
+            "txn_type": np.concatenate([x[1] for x in parts]).astype(object),
+            "amount": np.concatenate([x[2] for x in parts]),
+            "direction": np.concatenate([x[3] for x in parts]).astype(object),
+            "channel": np.concatenate([np.full(len(x[0]), x[4], dtype=object) for x in parts]),
+            "counterparty": np.concatenate([x[5] for x in parts]).astype(object),
+        }
 
     # ----------------------------------------------------------------- channels
     def _events(self, rng, activity, share, rate) -> np.ndarray:
@@ -1039,6 +1131,23 @@ class Bank:
                 )
             )
         return customers, pd.concat(rows, ignore_index=True)
+
+
+MAX_POSTING = 49_000_000.0  # below the registry's max amount (50,000,000)
+
+
+def _split_large(acct: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Postings above MAX_POSTING as several postings that add up to the cent; returns
+    (accounts, amounts, index of each new posting's original)."""
+    cents = np.round(amount * 100).astype(np.int64)
+    parts = np.maximum(1, -(-cents // int(MAX_POSTING * 100)))
+    keep = np.repeat(np.arange(len(cents)), parts)
+    if len(keep) == len(cents):
+        return acct, amount, keep
+    first = np.concatenate([[0], np.cumsum(parts)[:-1]])
+    within = np.arange(len(keep)) - np.repeat(first, parts)
+    share = cents[keep] // parts[keep] + (within < cents[keep] % parts[keep])
+    return acct[keep], share / 100, keep
 
 
 def _month_end(first: dt.date) -> dt.date:

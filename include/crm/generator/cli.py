@@ -23,7 +23,10 @@ def generate(
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 42,
     faults: Annotated[
         str | None,
-        typer.Option(help="Defects to inject: 'rate=0.01' or 'missing_key=0.002,wrong_encoding=1,...'."),
+        typer.Option(
+            help="Defects to inject: 'rate=0.01' or 'missing_key=0.002,wrong_encoding=1,...'; dataset-level"
+            " kinds for the quality gates: 'volume_drop=1,balance_break=1,...' (last day, or dataset_day=DAY)."
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Landing folder (default CRM_LANDING_DIR).")] = None,
     truth: Annotated[Path | None, typer.Option(help="Ground-truth folder (default CRM_TRUTH_DIR).")] = None,
