@@ -30,8 +30,8 @@ balances as (
         customer_id,
         sum(trb_hkd) filter (where business_date = (select snapshot_date from params)) as trb_hkd,
         sum(liabilities_hkd) filter (where business_date = (select snapshot_date from params)) as liabilities_hkd,
-        -- The window's balance 30 days earlier (none if the window is shorter).
-        sum(asset_balance_hkd) filter (
+        -- TRB 30 days earlier, by the same definition (macro trb_hkd; none if the window is shorter).
+        sum(trb_hkd) filter (
             where business_date = (select snapshot_date - 30 from params) and {{ window }} > 30
         ) as trb_hkd_30d_ago
     from {{ ref('fct_customer_activity_daily') }}

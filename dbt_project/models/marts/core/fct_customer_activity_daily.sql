@@ -31,7 +31,7 @@ balance_totals as (
     select
         business_date,
         customer_id,
-        sum(balance_hkd) filter (where is_asset and balance_hkd > 0) as trb_hkd,
+        {{ trb_hkd('balance_hkd', 'is_asset') }} as trb_hkd,
         -sum(balance_hkd) filter (where not is_asset and balance_hkd < 0) as liabilities_hkd,
         sum(balance_hkd) filter (where is_asset) as asset_balance_hkd,
         sum(daily_margin_hkd + daily_fee_hkd) as balance_margin_hkd
