@@ -238,7 +238,7 @@ def _timed_checks(conn: psycopg.Connection, feed: Any, registry: Any, path: Path
 
     from psycopg import sql
 
-    from crm.ingest.clean_copy import key_and_reference_tests
+    from crm.ingest.clean_path import key_and_reference_tests
     from crm.ingest.loader import LOAD_WORK_MEM
     from crm.ingest.tables import partition_name
 

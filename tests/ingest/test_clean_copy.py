@@ -182,7 +182,7 @@ def test_python_checks_registry_patterns_exactly_as_postgresql_does(db):
     """Where Python checks a pattern instead of a CHECK constraint, both engines agree."""
     import re
 
-    from crm.ingest.clean_copy import python_field
+    from crm.ingest.clean_lines import python_field
 
     probes = [
         "C000000001",

@@ -63,14 +63,14 @@ def log_rows(db, feed):
 def test_an_unexpected_error_is_recorded_and_the_other_feeds_still_load(landing, db, monkeypatch):
     customers_file(landing)
     fx_file(landing)
-    real_scan = loader_module._scan
+    real_scan = loader_module.scan_file
 
     def scan(feed, path):
         if feed.name == "core_customers":
             raise MemoryError("customer C000000001 Wang Wei")  # a message that quotes the file
         return real_scan(feed, path)
 
-    monkeypatch.setattr(loader_module, "_scan", scan)
+    monkeypatch.setattr(loader_module, "scan_file", scan)
     results, refused = ingest_day(DAY, ["core_customers", "fx_rates"])
     assert [r.feed for r in results] == ["fx_rates"]
     assert [(e.rule, str(e.path).endswith("customers.csv")) for e in refused] == [("LOAD_ERROR", True)]
@@ -203,14 +203,14 @@ def test_a_file_that_changes_while_loading_is_refused(tmp_path, loader_conn, db,
     path = write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(i) for i in range(1, 51)])
     load_file(loader_conn, CUSTOMERS, DAY, path)
     write_csv(path, CUSTOMERS.column_names, [customer_row(i) for i in range(1, 61)])
-    real = loader_module._load_clean
+    real = loader_module.load_clean
 
     def append_meanwhile(*args, **kwargs):
         with path.open("a") as fh:  # the sender is still writing
             fh.write("C000000099,I\n")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loader_module, "_load_clean", append_meanwhile)
+    monkeypatch.setattr(loader_module, "load_clean", append_meanwhile)
     with pytest.raises(FileRefused) as refused:
         load_file(loader_conn, CUSTOMERS, DAY, path)
     assert refused.value.rule == FileRule.FILE_CHANGED

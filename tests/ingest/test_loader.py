@@ -12,6 +12,7 @@ from crm.feeds import Column, load_registry
 from crm.ingest import FileRefused, LoadBalanceError, LoadFailed, load_file
 from crm.ingest import lines as lines_module
 from crm.ingest import loader as loader_module
+from crm.ingest import stage as stage_module
 
 DAY = dt.date(2026, 1, 5)
 REG = load_registry()
@@ -108,7 +109,7 @@ def test_crash_mid_copy_then_retry_leaves_exactly_one_copy(tmp_path, loader_conn
     path = write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(i) for i in range(1, 5001)])
     load_file(loader_conn, CUSTOMERS, DAY, path)
     monkeypatch.setattr(lines_module, "BLOCK", 4096)  # many COPY writes, so the crash is mid-stream
-    original = loader_module._Quarantined
+    original = stage_module.Quarantined
     calls = {"n": 0}
 
     class Boom(RuntimeError):
@@ -128,7 +129,7 @@ def test_crash_mid_copy_then_retry_leaves_exactly_one_copy(tmp_path, loader_conn
     assert isinstance(refused.value.__cause__, Boom)
     assert counts(db, "core_customers") == (5000, 0), "the failed load must leave the previous copy intact"
     monkeypatch.setattr(psycopg.Copy, "write", real_write)
-    assert original is loader_module._Quarantined
+    assert original is stage_module.Quarantined
     retry = load_file(loader_conn, CUSTOMERS, DAY, path, force=True)
     assert retry.rows_loaded == 5000
     assert counts(db, "core_customers") == (5000, 0)
@@ -324,14 +325,14 @@ def test_late_partition_requests_reprocessing(tmp_path, loader_conn, db):
 
 def test_balance_violation_rolls_back(tmp_path, loader_conn, db, monkeypatch):
     path = write_csv(tmp_path / "c.csv", CUSTOMERS.column_names, [customer_row(i) for i in range(1, 4)])
-    real_scan = loader_module._scan
+    real_scan = loader_module.scan_file
 
     def lying_scan(feed, p):
         facts = real_scan(feed, p)
         facts.data_lines += 1  # pretend a row vanished between scan and load
         return facts
 
-    monkeypatch.setattr(loader_module, "_scan", lying_scan)
+    monkeypatch.setattr(loader_module, "scan_file", lying_scan)
     with pytest.raises(LoadFailed) as refused:
         load_file(loader_conn, CUSTOMERS, DAY, path)
     assert isinstance(refused.value.__cause__, LoadBalanceError)

@@ -7,9 +7,10 @@ stage text and check it row by row; PostgreSQL checks while it copies:
    constraints are the registry's row rules (``NOT NULL`` for required, ``CHECK`` for
    min/max, not-future and any pattern Python cannot check exactly).
 2. While PostgreSQL parses one block, Python checks the next block of whole lines with
-   one regular expression: the header's field count, ISO date/timestamp shapes
-   (PostgreSQL's date input would also take an ambiguous ``01/02/2026``), accepted values
-   and simple patterns. It prefixes each line with its line number.
+   one regular expression (``crm.ingest.clean_lines``): the header's field count, ISO
+   date/timestamp shapes (PostgreSQL's date input would also take an ambiguous
+   ``01/02/2026``), accepted values and simple patterns. It prefixes each line with its
+   line number.
 3. One query for what constraints cannot say: no repeated business key, every
    reference known.
 4. The load's constants (source file, SHA-256, load id, loaded-at) are added as column
@@ -25,20 +26,22 @@ depend on the path that loaded it.
 from __future__ import annotations
 
 import codecs
-import csv
 import datetime as dt
 import logging
-import re
 import time
 from pathlib import Path
 from queue import Queue
 
+import psycopg
 from psycopg import Connection, sql
 from psycopg.copy import QueuedLibpqWriter
 
 from crm.feeds import Column, Feed, Registry
+from crm.ingest.attempt import Attempt
+from crm.ingest.checks import future_rules, jsonl_extra, range_rules, text_rules, unknown_reference
+from crm.ingest.clean_lines import LineChecker, NotClean, numbered, python_field, source_texts
 from crm.ingest.lines import LineReader
-from crm.ingest.rules import ASCII_SAFE, LOCAL_TZ, PG_ENCODINGS, SHAPES, anchored, deep_json_in
+from crm.ingest.rules import PG_ENCODINGS, SHAPES, RowReason, anchored, deep_json_in
 from crm.ingest.tables import partition_name, raw_columns
 
 log = logging.getLogger(__name__)
@@ -53,161 +56,18 @@ class _QueuedWriter(QueuedLibpqWriter):
         self._queue = Queue(maxsize=64)
 
 
-class NotClean(Exception):
-    """The file needs the row-by-row path (the message says why)."""
-
-
-# A registry pattern Python may check instead of PostgreSQL: fully anchored, built only
-# from ASCII literals, character classes, \\d, groups and counted repeats. In that subset
-# both engines agree on every input (and it cannot match across a delimiter).
-_SIMPLE_PATTERN = re.compile(
-    r"\^(?:[A-Za-z0-9_-]|\\d|\[[A-Za-z0-9_-]+\]|\{\d+(?:,\d*)?\}|\((?!\?)|[?+*)])*\$"
-)
-
-
-def python_field(col: Column, delimiter: str) -> str | None:
-    """The regular expression for ``col``'s field when Python checks it (empty = null),
-    or None if its rules stay PostgreSQL CHECK constraints (cheaper there or unsafe here).
-
-    Regular-expression rules cost PostgreSQL about a microsecond a row each; here they
-    ride on the pass that already walks every line, on the other core.
-    """
-    if col.type in SHAPES:
-        return f"(?:{SHAPES[col.type]})?"
-    if col.type != "text" or (col.pattern and col.accepted):
-        return None
-    if col.accepted:
-        return "(?:" + "|".join(re.escape(v) for v in col.accepted) + ")?"
-    if col.pattern and _SIMPLE_PATTERN.fullmatch(col.pattern) and delimiter not in col.pattern:
-        return f"(?:{col.pattern[1:-1]})?"
-    return None
-
-
-class LineChecker:
-    """Checks blocks of whole lines: the header's field count, ISO dates and timestamps,
-    and the pattern and accepted-value rules of text columns (see ``python_field``).
-
-    One regular expression per block walks every line once (possessive, no backtracking).
-    ISO shapes matter because PostgreSQL's date input would also take ``01/02/2026``,
-    ambiguously. A block with a quote character (a quoted field may hold the delimiter)
-    is checked line by line with the csv module, the same rules field by field.
-    """
-
-    def __init__(self, feed: Feed, header: list[str], encoding: str, first_line: int) -> None:
-        self.encoding = encoding
-        self.raw = codecs.lookup(encoding).name in ASCII_SAFE
-        d = re.escape(feed.delimiter)
-        field = rf"[^{d}\r\n]*+"
-        fields = [python_field(feed.column(h), feed.delimiter) for h in header]
-        line = d.join(f or field for f in fields)
-        pattern = rf"(?:{line}\r?\n)*+"
-        self.delimiter, self.quote = feed.delimiter, feed.quotechar
-        self.rfc_line = rfc4180_line(feed.delimiter, feed.quotechar)
-        self.lines = re.compile(pattern.encode() if self.raw else pattern, re.ASCII)
-        self.quote_b = self.quote.encode()
-        self.fields = [re.compile(f, re.ASCII) if f else None for f in fields]  # for quoted lines
-        self.line = first_line  # the number of the next block's first line
-
-    def check(self, block: bytes) -> None:
-        text = block if self.raw else block.decode(self.encoding)
-        if (self.quote_b if self.raw else self.quote) in text:
-            self._check_quoted(block.decode(self.encoding))
-            return
-        end = self.lines.match(text).end()
-        if end != len(text):
-            lineno = self.line + text.count(b"\n" if self.raw else "\n", 0, end)
-            raise NotClean(f"line {lineno}: field count or date/timestamp shape")
-        self.line += text.count(b"\n" if self.raw else "\n")
-
-    def _check_quoted(self, text: str) -> None:
-        lines = text.split("\n")
-        lines.pop()  # after the last line end
-        reader = csv.reader(
-            (x.removesuffix("\r") for x in lines), delimiter=self.delimiter, quotechar=self.quote, strict=True
-        )
-        try:
-            rows = list(reader)
-        except csv.Error as err:
-            raise NotClean(f"line {self.line + reader.line_num - 1}: {err}") from None
-        if len(rows) != len(lines):
-            raise NotClean(f"a quoted field spans lines after line {self.line}")
-        for i, line in enumerate(lines):
-            # A quote inside an unquoted field: the csv module keeps it, PostgreSQL starts
-            # a quoted section there. Only the row-by-row path reads such a line (as Python).
-            if self.quote in line and not self.rfc_line.fullmatch(line.removesuffix("\r")):
-                raise NotClean(f"line {self.line + i}: a quote inside an unquoted field")
-        for i, row in enumerate(rows):
-            if len(row) != len(self.fields) or any(
-                rule is not None and not rule.fullmatch(value)
-                for rule, value in zip(self.fields, row, strict=True)
-            ):
-                raise NotClean(f"line {self.line + i}: field count or date/timestamp shape")
-        self.line += len(lines)
-
-
-def rfc4180_line(delimiter: str, quote: str) -> re.Pattern[str]:
-    """One CSV line as RFC 4180 writes it: each field quoted (quotes doubled inside) or free
-    of quotes. On such a line Python's csv module and PostgreSQL's COPY read the same fields."""
-    d, q = re.escape(delimiter), re.escape(quote)
-    field = f"(?:{q}(?:[^{q}]|{q}{q})*+{q}|[^{q}{d}\r\n]*+)"
-    return re.compile(f"{field}(?:{d}{field})*+")
-
-
-def numbered(
-    lines: list[bytes], first: int, separator: bytes, sources: list[bytes] | None = None, quote: bytes = b""
-) -> bytes:
-    """COPY input: each line prefixed with its number (from ``first``) and, given
-    ``sources`` (the same lines as ``_source_line`` stores them), its source text between
-    ``quote``s, all separated by ``separator``; nothing for no lines (an empty line would be
-    a row of nulls)."""
-    if not lines:
-        return b""
-    if sources is None:
-        prefix = (b"%d" + separator + b"%s").__mod__
-        rows = zip(range(first, first + len(lines)), lines, strict=True)
-    else:
-        prefix = (b"%d" + separator + quote + b"%s" + quote + separator + b"%s").__mod__
-        rows = zip(range(first, first + len(lines)), sources, lines, strict=True)
-    return b"\n".join(map(prefix, rows)) + b"\n"
-
-
-def source_texts(lines: list[bytes], crlf: bool, quote: bytes = b"") -> list[bytes]:
-    """The lines as ``_source_line`` stores them: without a carriage return before the line
-    end, and with ``quote`` doubled when the field is quoted (CSV)."""
-    if crlf:
-        lines = [line.removesuffix(b"\r") for line in lines]
-    if quote:
-        lines = [line.replace(quote, quote + quote) for line in lines]
-    return lines
-
-
 def _rule_checks(col: Column, day: dt.date, delimiter: str | None) -> list[sql.Composable]:
     """The registry's row rules for one column as CHECK expressions on its typed value
     (pattern and accepted values only where Python does not check them, ``python_field``)."""
-    c, lit = sql.Identifier(col.name), sql.Literal
-    checks: list[sql.Composable] = []
+    rules = []
     if delimiter is None or python_field(col, delimiter) is None:
-        if col.pattern:
+        for rule in text_rules(col):
             if col.type != "text":
-                raise NotClean(f"pattern on the non-text column {col.name}")
-            checks.append(sql.SQL("{} ~ {}").format(c, lit(col.pattern)))
-        if col.accepted:
-            if col.type != "text":
-                raise NotClean(f"accepted values on the non-text column {col.name}")
-            checks.append(sql.SQL("{} = any({})").format(c, lit(list(col.accepted))))
-    if col.min is not None:
-        checks.append(sql.SQL("{}::numeric >= {}").format(c, lit(col.min)))
-    if col.max is not None:
-        checks.append(sql.SQL("{}::numeric <= {}").format(c, lit(col.max)))
-    if col.not_future:
-        end = day + dt.timedelta(days=1)
-        if col.type == "date":
-            checks.append(sql.SQL("{} < {}::date").format(c, lit(end)))
-        elif col.type == "timestamp":
-            checks.append(sql.SQL("{} < {}::timestamp").format(c, lit(end)))
-        else:
-            checks.append(sql.SQL("{} < ({}::timestamp at time zone {})").format(c, lit(end), lit(LOCAL_TZ)))
-    return checks
+                what = "pattern" if rule.reason == RowReason.BAD_PATTERN else "accepted values"
+                raise NotClean(f"{what} on the non-text column {col.name}")
+            rules.append(rule)
+    rules += range_rules(col) + future_rules(col, day)
+    return [rule.constraint(sql.Identifier(col.name)) for rule in rules]
 
 
 def key_and_reference_tests(
@@ -215,27 +75,18 @@ def key_and_reference_tests(
 ) -> list[sql.Composable]:
     """Boolean SQL tests on ``table`` (the day's rows of ``feed``), true when broken: a
     business key repeats; a reference is not in raw on or before ``day``."""
-    ident, lit = sql.Identifier, sql.Literal
-    key = sql.SQL(", ").join(ident(k) for k in feed.key)
+    key = sql.SQL(", ").join(sql.Identifier(k) for k in feed.key)
     tests: list[sql.Composable] = [
         sql.SQL("(select count(*) - count(distinct ({})) from {}) > 0").format(key, table)
     ]
-    for col in feed.columns:
-        if col.reference:
-            ref_feed, ref_col = col.reference
-            tests.append(
-                # A count, not EXISTS: "first row fast" plans a nested loop over the file.
-                sql.SQL(
-                    "(select count(*) from {t} s where s.{c} is not null and not exists"
-                    " (select 1 from raw.{rt} r where r.{rc} = s.{c} and r._business_date <= {d})) > 0"
-                ).format(
-                    t=table,
-                    c=ident(col.name),
-                    rt=ident(registry.feed(ref_feed).name),
-                    rc=ident(ref_col),
-                    d=lit(day),
-                )
-            )
+    # A count, not EXISTS: "first row fast" plans a nested loop over the file.
+    tests += [
+        sql.SQL("(select count(*) from {} s where {}) > 0").format(
+            table, unknown_reference(col, registry, day)
+        )
+        for col in feed.columns
+        if col.reference
+    ]
     return tests
 
 
@@ -485,8 +336,42 @@ def load_clean_jsonl(
             sql.SQL(", ").join(
                 sql.SQL("{}::{}").format(value[c.name], sql.SQL(c.pg_type)) for c in feed.columns
             ),
-            sql.SQL("nullif(doc - {}::text[], '{{}}'::jsonb)").format(lit(feed.column_names)),
+            jsonl_extra(feed),
         )
     )
     new.finish(loaded)
     return loaded
+
+
+def load_clean(attempt: Attempt, header: list[str]) -> int | None:
+    """Rows loaded by the clean-file path, None if the file needs the row-by-row path
+    (everything the attempt did is rolled back to a savepoint)."""
+    conn, feed, day, path, facts = attempt.conn, attempt.feed, attempt.day, attempt.path, attempt.facts
+    if facts.odd_lines:
+        return None
+    file = {"encoding": facts.encoding, "bom": facts.bom, "crlf": facts.crlf, "data_lines": facts.data_lines}
+    try:
+        with conn.transaction():
+            new = NewPartition(
+                conn,
+                feed,
+                attempt.registry,
+                day,
+                path=path,
+                sha256=facts.sha256,
+                load_id=attempt.load_id,
+                loaded_at=attempt.started,
+                python_checked=feed.format == "csv",  # JSON Lines: every rule in PostgreSQL
+            )
+            if feed.format == "csv":
+                return load_clean_csv(new, path, header=header, **file)
+            return load_clean_jsonl(new, path, **file)
+    # ProgramLimitExceeded: JSON nested past PostgreSQL's stack depth, say (StatementTooComplex).
+    except (
+        NotClean,
+        psycopg.errors.DataError,
+        psycopg.errors.IntegrityError,
+        psycopg.errors.ProgramLimitExceeded,
+    ) as why:
+        log.info("feed=%s day=%s file=%s: loading row by row (%s)", feed.name, day, path, str(why).strip())
+        return None

@@ -1,0 +1,138 @@
+"""The SQL both load paths share, written once.
+
+A column's value rules (min, max, not-future, pattern, accepted values) are one model,
+``ValueRule``, compiled two ways: ``broken_by`` flags a staged text value on the
+row-by-row path (``crm.ingest.row_path``), ``constraint`` is a CHECK on the typed value
+on the clean path (``crm.ingest.clean_path``). The reference test and the JSON Lines
+``_extra`` value are the same SQL on both paths.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from crm.feeds import Column, Feed, Registry
+from crm.ingest.rules import LOCAL_TZ, RowReason
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """One rule of one column: ``holds`` is true for a value that keeps it, ``broken`` its
+    negation for a non-null value (both SQL templates over ``{value}`` and ``{limit}``).
+
+    ``cast`` is the type the rule compares the value as: ``text`` compares the value as
+    delivered, ``numeric`` a number, a column's own type a date or timestamp.
+    """
+
+    column: Column
+    reason: RowReason
+    holds: str
+    broken: str
+    limit: sql.Composable
+    cast: str
+
+    def broken_by(self, text: sql.Composable) -> sql.Composable:
+        """Row-by-row path: true when the staged text ``text`` (not null) breaks the rule."""
+        value = text if self.cast == "text" else sql.SQL("{}::{}").format(text, sql.SQL(self.cast))
+        return sql.SQL(self.broken).format(value=value, limit=self.limit)
+
+    def constraint(self, typed: sql.Composable) -> sql.Composable:
+        """Clean path: a CHECK expression on the column's typed value ``typed``."""
+        if self.cast != self.column.pg_type:
+            typed = sql.SQL("{}::{}").format(typed, sql.SQL(self.cast))
+        return sql.SQL(self.holds).format(value=typed, limit=self.limit)
+
+
+def range_rules(col: Column) -> list[ValueRule]:
+    """``min`` and ``max``, compared as numbers."""
+    lit, rules = sql.Literal, []
+    if col.min is not None:
+        rules.append(
+            ValueRule(
+                col,
+                RowReason.OUT_OF_RANGE,
+                "{value} >= {limit}",
+                "{value} < {limit}",
+                lit(col.min),
+                "numeric",
+            )
+        )
+    if col.max is not None:
+        rules.append(
+            ValueRule(
+                col,
+                RowReason.OUT_OF_RANGE,
+                "{value} <= {limit}",
+                "{value} > {limit}",
+                lit(col.max),
+                "numeric",
+            )
+        )
+    return rules
+
+
+def future_rules(col: Column, day: dt.date) -> list[ValueRule]:
+    """``not_future``: before the end of the business day ``day`` (a local day for a
+    timestamp with time zone)."""
+    if not col.not_future:
+        return []
+    end = sql.Literal(day + dt.timedelta(days=1))
+    if col.type == "date":
+        limit: sql.Composable = end
+    elif col.type == "timestamp":
+        limit = sql.SQL("{}::timestamp").format(end)
+    else:
+        limit = sql.SQL("({}::timestamp at time zone {})").format(end, sql.Literal(LOCAL_TZ))
+    return [
+        ValueRule(col, RowReason.FUTURE_DATE, "{value} < {limit}", "{value} >= {limit}", limit, col.pg_type)
+    ]
+
+
+def text_rules(col: Column) -> list[ValueRule]:
+    """``pattern`` and ``accepted``, on the value as delivered."""
+    lit, rules = sql.Literal, []
+    if col.pattern:
+        rules.append(
+            ValueRule(
+                col,
+                RowReason.BAD_PATTERN,
+                "{value} ~ {limit}",
+                "{value} !~ {limit}",
+                lit(col.pattern),
+                "text",
+            )
+        )
+    if col.accepted:
+        rules.append(
+            ValueRule(
+                col,
+                RowReason.NOT_ACCEPTED,
+                "{value} = any({limit})",
+                "{value} <> all({limit})",
+                lit(list(col.accepted)),
+                "text",
+            )
+        )
+    return rules
+
+
+def unknown_reference(col: Column, registry: Registry, day: dt.date) -> sql.Composable:
+    """True for a row ``s`` whose ``col`` names no row of the referenced feed loaded on or
+    before ``day``. A standalone anti-join (not per row inside a CASE): PostgreSQL hashes it."""
+    ref_feed, ref_col = col.reference
+    return sql.SQL(
+        "s.{c} is not null and not exists (select 1 from raw.{t} r where r.{rc} = s.{c} and r._business_date <= {d})"
+    ).format(
+        c=sql.Identifier(col.name),
+        t=sql.Identifier(registry.feed(ref_feed).name),
+        rc=sql.Identifier(ref_col),
+        d=sql.Literal(day),
+    )
+
+
+def jsonl_extra(feed: Feed) -> sql.Composable:
+    """A JSON Lines row's ``_extra``: the keys of ``doc`` the registry does not know, null if none."""
+    return sql.SQL("nullif(doc - {}::text[], '{{}}'::jsonb)").format(sql.Literal(feed.column_names))
