@@ -38,6 +38,7 @@ STAGES = {
     ),
     "dbt": _Stage("crm.transform.cli", "dbt: the customer warehouse and CRM marts."),
     "feeds": _Stage("crm.feeds.cli", "The feed registry (include/crm/feeds/registry.yml)."),
+    "dq": _Stage("crm.quality.cli", "Data-quality gates (Great Expectations): run, docs, suites."),
 }
 
 

@@ -66,5 +66,5 @@ def setup_logging(level: int = logging.INFO, log_file: Path | None = None) -> No
     except OSError as err:
         logging.getLogger(__name__).warning("no log file at %s (%s): console only", log_file, err)
     root.setLevel(level)
-    for noisy in ("alembic", "py.warnings"):
+    for noisy in ("alembic", "py.warnings", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,209 @@
+"""Reconciliation of a day to the source systems' control records, and balances that roll.
+
+Core-banking systems send a control record with every extract: beside
+``<landing>/<feed>/<day>/<file>`` lies ``<file>.control.json`` with the file's row count
+and, for money feeds (the registry's ``control`` block), the sum of each amount column per
+currency. The day reconciles when
+
+- ``rows``: the control's row count = the file's data lines = rows loaded + quarantined;
+- ``amounts``: per amount column and currency, the sum over loaded rows plus the sum over
+  quarantined lines whose value is still readable equals the control's sum, to the cent;
+- ``balance_roll_forward``: per account, balance(d-1) + credits(d) - debits(d) = balance(d)
+  (an account without a balance row has balance 0: opened, or closed and paid out).
+
+A break that a quarantined line explains (a posting of that account sits in quarantine) is
+recorded as explained (the reconciliation gate warns); any other break is critical. Breaks
+are written row by row to ``dq.reconciliation_breaks``; the GX suite ``recon.breaks`` then
+judges them with the severity its expectations declare.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from psycopg import Connection, sql
+
+from crm.feeds import Feed, Registry, load_registry
+from crm.ingest.rules import NUMERIC_SHAPE
+
+CONTROL_SUFFIX = ".control.json"
+CENT = Decimal("0.01")
+_PLAIN = re.compile(f"(?:{NUMERIC_SHAPE})")
+
+
+@dataclass(frozen=True)
+class Break:
+    feed: str
+    check: str  # recon.rows | recon.amounts | recon.balance_roll_forward
+    item: str  # the file, "<column> <currency>" or the account id
+    expected: Decimal | None
+    actual: Decimal | None
+    explained_by: str | None = None
+
+    @property
+    def difference(self) -> Decimal | None:
+        if self.expected is None or self.actual is None:
+            return None
+        return self.actual - self.expected
+
+
+def control_path(landing: Path, feed: Feed, day: dt.date) -> Path:
+    return landing / feed.name / day.isoformat() / (feed.file + CONTROL_SUFFIX)
+
+
+def _quarantined_values(conn: Connection, feed: Feed, day: dt.date, landing: Path, columns: list[str]):
+    """The readable values of ``columns`` on the day's quarantined lines, as dicts."""
+    lines = [
+        r[0]
+        for r in conn.execute(
+            sql.SQL("select raw_line from quarantine.{} where _business_date = %s").format(
+                sql.Identifier(feed.name)
+            ),
+            (day,),
+        )
+    ]
+    if not lines:
+        return []
+    if feed.format == "jsonl":
+        rows = []
+        for line in lines:
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(doc, dict):
+                rows.append({c: None if doc.get(c) is None else str(doc.get(c)) for c in columns})
+        return rows
+    path = landing / feed.name / day.isoformat() / feed.file
+    with open(path, encoding=feed.encoding, errors="replace", newline="") as fh:
+        header = next(csv.reader([fh.readline().lstrip("\ufeff").rstrip("\r\n")], delimiter=feed.delimiter))
+    rows = []
+    for fields in csv.reader(lines, delimiter=feed.delimiter, quotechar=feed.quotechar):
+        if len(fields) == len(header):
+            row = dict(zip(header, fields, strict=True))
+            rows.append({c: row.get(c) for c in columns})
+    return rows
+
+
+def _amount_breaks(conn: Connection, feed: Feed, day: dt.date, landing: Path, control: dict) -> list[Break]:
+    spec = feed.control
+    got: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for column in spec.amounts:
+        for currency, total in conn.execute(
+            sql.SQL(
+                "select coalesce({cur}, ''), sum({col}) from raw.{t} where _business_date = %s group by 1"
+            ).format(
+                cur=sql.Identifier(spec.currency), col=sql.Identifier(column), t=sql.Identifier(feed.name)
+            ),
+            (day,),
+        ):
+            got[(column, currency)] += total or 0
+    for row in _quarantined_values(conn, feed, day, landing, [*spec.amounts, spec.currency]):
+        for column in spec.amounts:
+            value = (row.get(column) or "").strip()
+            if _PLAIN.fullmatch(value):
+                got[(column, row.get(spec.currency) or "")] += Decimal(value)
+    expected = {
+        (column, currency): Decimal(total)
+        for column, per_currency in control.get("sums", {}).items()
+        for currency, total in per_currency.items()
+    }
+    return [
+        Break(feed.name, "recon.amounts", f"{column} {currency}", expected.get(key), got.get(key, Decimal(0)))
+        for key in sorted(set(expected) | set(got), key=str)
+        for column, currency in [key]
+        if expected.get(key, Decimal(0)).quantize(CENT) != got.get(key, Decimal(0)).quantize(CENT)
+    ]
+
+
+def _row_breaks(conn: Connection, feed: Feed, day: dt.date, control: dict) -> list[Break]:
+    load = conn.execute(
+        "select rows_in_file, rows_loaded + rows_quarantined from audit.load_log"
+        " where feed = %s and business_date = %s and status = 'loaded' order by load_id desc limit 1",
+        (feed.name, day),
+    ).fetchone()
+    in_file, accounted = load if load else (None, None)
+    if control["rows"] == in_file == accounted:
+        return []
+    actual = None if accounted is None else Decimal(accounted)
+    return [Break(feed.name, "recon.rows", feed.file, Decimal(control["rows"]), actual)]
+
+
+ROLL_FORWARD = """
+with prev as (select account_id, ledger_balance as balance from raw.core_balances where _business_date = %(prev)s),
+cur as (select account_id, ledger_balance as balance from raw.core_balances where _business_date = %(day)s),
+net as (
+    select account_id, sum(case direction when 'C' then amount else -amount end) as net
+    from raw.core_transactions where _business_date = %(day)s group by account_id
+)
+select account_id, coalesce(prev.balance, 0) + coalesce(net.net, 0) as expected, coalesce(cur.balance, 0) as actual
+from prev full join cur using (account_id) full join net using (account_id)
+where coalesce(prev.balance, 0) + coalesce(net.net, 0) <> coalesce(cur.balance, 0)
+order by account_id
+"""
+
+
+def _roll_forward_breaks(conn: Connection, registry: Registry, day: dt.date, landing: Path) -> list[Break]:
+    prev = day - dt.timedelta(days=1)
+    loaded = {
+        (feed, d)
+        for feed, d in conn.execute(
+            "select feed, business_date from audit.load_log where status = 'loaded'"
+            " and feed in ('core_balances', 'core_transactions') and business_date in (%s, %s)",
+            (prev, day),
+        )
+    }
+    if not {("core_balances", prev), ("core_balances", day), ("core_transactions", day)} <= loaded:
+        return []  # the first day, or a feed refused: nothing to roll forward from
+    rows = conn.execute(ROLL_FORWARD, {"prev": prev, "day": day}).fetchall()
+    if not rows:
+        return []
+    txns = registry.feed("core_transactions")
+    held = {r["account_id"] for r in _quarantined_values(conn, txns, day, landing, ["account_id"])}
+    balances = registry.feed("core_balances")
+    held |= {r["account_id"] for r in _quarantined_values(conn, balances, day, landing, ["account_id"])}
+    return [
+        Break(
+            "core_balances",
+            "recon.balance_roll_forward",
+            account,
+            expected,
+            actual,
+            "a quarantined line of this account" if account in held else None,
+        )
+        for account, expected, actual in rows
+    ]
+
+
+def reconcile(conn: Connection, day: dt.date, landing: Path, registry: Registry | None = None) -> list[Break]:
+    """Every break of ``day``; replaces the day's rows in ``dq.reconciliation_breaks``."""
+    registry = registry or load_registry()
+    breaks: list[Break] = []
+    for feed in registry.load_order():
+        path = control_path(landing, feed, day)
+        if not path.is_file():
+            continue
+        control = json.loads(path.read_text(encoding="utf-8"))
+        breaks += _row_breaks(conn, feed, day, control)
+        if feed.control is not None:
+            breaks += _amount_breaks(conn, feed, day, landing, control)
+    breaks += _roll_forward_breaks(conn, registry, day, landing)
+    with conn.transaction():
+        conn.execute("delete from dq.reconciliation_breaks where business_date = %s", (day,))
+        with conn.cursor() as cur:
+            cur.executemany(
+                "insert into dq.reconciliation_breaks (business_date, feed, check_name, item, expected, actual,"
+                " difference, explained_by) values (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (day, b.feed, b.check, b.item, b.expected, b.actual, b.difference, b.explained_by)
+                    for b in breaks
+                ],
+            )
+    return breaks

@@ -1,0 +1,358 @@
+"""The GX project in ``expectations/``: written from the feed registry and the dbt vars.
+
+``crm dq suites`` writes it; a test checks that the committed files are what the registry
+and dbt_project.yml give, as for feeds.md. Each expectation carries its own ``check`` name
+(what the fault ledger and ``dq.expectation_results`` call it) and ``severity`` in its
+meta: the gate reads severity there, never in code.
+
+Bounds that depend on a feed's own past are GX expectation parameters
+(``{"$PARAMETER": "raw_volume__min"}``), filled at run time by ``crm.quality.history``.
+Checks that compare a day with another day or table are SQL (``UnexpectedRowsExpectation``)
+relative to the batch's own business day, so no run-time value is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crm.feeds import Feed, Registry, load_registry
+
+GATES = ("raw", "recon", "mart")
+URL_VARIABLE = "CRM_GX_WAREHOUSE_URL"  # set by the gate runner from the stage role's URL
+RESULTS_VARIABLE = "CRM_GX_RESULTS_DIR"  # var/gx: validation results and Data Docs
+DATASOURCE = "warehouse"
+
+# Relative band around a feed's own history (median of the last 28 days +/- the larger of
+# K_MAD robust deviations and REL of the median), and the days needed before it applies.
+FRESHNESS_LAG_DAYS = 2  # the day's latest event may be this many days before the business day
+# A segment's share may move day on day by SEGMENT_SHIFT_ABS of all customers or, if more,
+# by SEGMENT_SHIFT_REL of its own size (a tier of 5 % that falls to 1.6 % collapsed).
+SEGMENT_SHIFT_ABS = 0.02
+SEGMENT_SHIFT_REL = 0.5
+ABC_TOLERANCE = 0.005  # share of customers a tier may differ from its target
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation of a suite: what GX checks, under which name and severity."""
+
+    name: str
+    severity: str
+    expectation: str  # GX expectation class name
+    kwargs: dict[str, Any]
+    history: str | None = None  # "rows" (audit.load_log) or "observed" (earlier results): a band
+
+    def meta(self) -> dict[str, Any]:
+        return {"check": self.name, **({"history": self.history} if self.history else {})}
+
+
+def parameter(check: str, bound: str) -> str:
+    """The GX parameter name of a check's bound (GX wants an identifier)."""
+    return re.sub(r"\W", "_", check) + "__" + bound
+
+
+def _band(name: str) -> dict[str, Any]:
+    return {
+        "min_value": {"$PARAMETER": parameter(name, "min")},
+        "max_value": {"$PARAMETER": parameter(name, "max")},
+    }
+
+
+def _content(feed: Feed) -> str:
+    """The day's content as one hash: every registered column, in line order."""
+    cols = ", ".join(f'"{c}"' for c in feed.column_names)
+    return f"md5(string_agg(row({cols})::text, E'\\n' order by _line_number))"
+
+
+def raw_checks(feed: Feed) -> list[Check]:
+    """The raw gate of one feed: volume, completeness, distribution, freshness, repeats."""
+    checks = [
+        Check("raw.volume", "critical", "ExpectTableRowCountToBeBetween", _band("raw.volume"), "rows"),
+    ]
+    key = feed.key[0]
+    checks.append(
+        Check(
+            f"raw.distinct:{key}",
+            "warning",
+            "ExpectColumnUniqueValueCountToBeBetween",
+            {"column": key, **_band(f"raw.distinct:{key}")},
+            "observed",
+        )
+    )
+    for col in feed.columns:
+        if not col.required and col.name not in feed.pii:
+            name = f"raw.null_rate:{col.name}"
+            checks.append(
+                Check(
+                    name,
+                    "warning",
+                    "ExpectColumnProportionOfNonNullValuesToBeBetween",
+                    {"column": col.name, **_band(name)},
+                    "observed",
+                )
+            )
+    for column in feed.medians:  # the registry's main amounts: a unit shift moves the median
+        name = f"raw.median:{column}"
+        checks.append(
+            Check(
+                name,
+                "critical",
+                "ExpectColumnMedianToBeBetween",
+                {"column": column, **_band(name)},
+                "observed",
+            )
+        )
+    events = [c.name for c in feed.columns if c.not_future and c.type in ("date", "timestamp", "timestamptz")]
+    if events:
+        latest = "greatest(" + ", ".join(f'"{e}"::date' for e in events) + ")"
+        checks.append(
+            Check(
+                "raw.freshness",
+                "warning",
+                "UnexpectedRowsExpectation",
+                {
+                    "unexpected_rows_query": (
+                        f"select max({latest}) as latest_event from {{batch}}"
+                        f" having max({latest}) < max(_business_date) - {FRESHNESS_LAG_DAYS}"
+                    ),
+                    "description": f"the day's latest event ({', '.join(events)}) is at most"
+                    f" {FRESHNESS_LAG_DAYS} days before the business day",
+                },
+            )
+        )
+    checks.append(
+        Check(
+            "raw.stale_repeat",
+            "critical",
+            "UnexpectedRowsExpectation",
+            {
+                "unexpected_rows_query": (
+                    f"select d.business_date from (select max(_business_date) as business_date,"
+                    f" {_content(feed)} as content from {{batch}}) d"
+                    f' where d.content = (select {_content(feed)} from raw."{feed.name}" p'
+                    f" where p._business_date = d.business_date - 1)"
+                ),
+                "description": "the day's content is not the previous day's delivered again",
+            },
+        )
+    )
+    return checks
+
+
+def _dbt_vars() -> dict[str, Any]:
+    from crm.settings import get_settings
+
+    project = yaml.safe_load((get_settings().dbt_project_dir / "dbt_project.yml").read_text())
+    return project["vars"]
+
+
+def mart_checks() -> dict[str, list[Check]]:
+    """The mart gate: one suite per mart it validates (the day's snapshot)."""
+    v = _dbt_vars()
+    targets = {
+        "high_end": v["abc_high_end_share"],
+        "major": v["abc_major_share"] - v["abc_high_end_share"],
+        "ordinary": v["abc_ordinary_share"] - v["abc_major_share"],
+        "small": 1 - v["abc_ordinary_share"],
+    }
+    expected = " union all ".join(
+        f"select '{tier}' as abc_tier, {share} as target" for tier, share in targets.items()
+    )
+    segments = [
+        Check(
+            "mart.one_segment",
+            "critical",
+            "UnexpectedRowsExpectation",
+            {
+                "unexpected_rows_query": (
+                    "select customer_id, lifecycle_stage, trb_tier, lv_quadrant from {batch}"
+                    " where lifecycle_stage is distinct from 'churned'"
+                    " and (lifecycle_stage is null or trb_tier is null or lv_quadrant is null)"
+                ),
+                "description": "every customer not churned has a lifecycle stage, a TRB tier and an LV quadrant",
+            },
+        )
+    ]
+    segments += [
+        Check(
+            "mart.one_row_per_customer", "critical", "ExpectColumnValuesToBeUnique", {"column": "customer_id"}
+        ),
+        Check(
+            "mart.trb_finite_non_negative",
+            "critical",
+            "ExpectColumnValuesToBeBetween",
+            {"column": "trb_hkd", "min_value": 0, "max_value": 1e15},
+        ),
+        Check(
+            "mart.abc_shares",
+            "critical",
+            "UnexpectedRowsExpectation",
+            {
+                "unexpected_rows_query": (
+                    f"with expected as ({expected}), actual as (select abc_tier, count(*)::numeric"
+                    f" / sum(count(*)) over () as share from {{batch}} where abc_tier is not null group by abc_tier)"
+                    f" select e.abc_tier, e.target, coalesce(a.share, 0) as share from expected e"
+                    f" left join actual a using (abc_tier)"
+                    f" where (select count(*) from {{batch}} where abc_tier is not null) >= 100"
+                    f" and abs(coalesce(a.share, 0) - e.target) > {ABC_TOLERANCE}"
+                ),
+                "description": f"ABC tiers hold their target shares within {ABC_TOLERANCE:.1%}",
+            },
+        ),
+        Check(
+            "mart.segment_share_shift",
+            "warning",
+            "UnexpectedRowsExpectation",
+            {
+                "unexpected_rows_query": (
+                    "with today as (select trb_tier, count(*)::numeric / sum(count(*)) over () as share,"
+                    " max(snapshot_date) over () as day from {batch} group by trb_tier, snapshot_date),"
+                    " before as (select trb_tier, count(*)::numeric / sum(count(*)) over () as share"
+                    " from marts.customer_segments where snapshot_date = (select max(day) - 1 from today)"
+                    " group by trb_tier)"
+                    " select t.trb_tier, b.share as share_before, t.share as share_today from today t"
+                    " join before b using (trb_tier) where abs(t.share - b.share)"
+                    f" > greatest({SEGMENT_SHIFT_ABS}, {SEGMENT_SHIFT_REL} * b.share)"
+                ),
+                "description": f"no TRB tier's share moved by more than {SEGMENT_SHIFT_ABS:.0%} of customers"
+                f" or {SEGMENT_SHIFT_REL:.0%} of its size since the day before",
+            },
+        ),
+    ]
+    c360 = [
+        Check(
+            "mart.churn_probability_range",
+            "critical",
+            "ExpectColumnValuesToBeBetween",
+            {"column": "churn_probability", "min_value": 0, "max_value": 1},
+        ),
+        Check(
+            "mart.customer_360_covers_segments",
+            "critical",
+            "UnexpectedRowsExpectation",
+            {
+                "unexpected_rows_query": (
+                    "select c.n as customer_360_rows, s.n as segmented_customers from"
+                    " (select count(*) as n, max(snapshot_date) as day from {batch}) c,"
+                    " lateral (select count(*) as n from marts.customer_segments"
+                    " where snapshot_date = c.day) s where c.n <> s.n"
+                ),
+                "description": "customer_360 has one row per customer segmented that day",
+            },
+        ),
+    ]
+    return {"customer_segments": segments, "customer_360": c360}
+
+
+def recon_checks() -> list[Check]:
+    """The reconciliation gate judges the breaks crm.quality.recon wrote for the day."""
+    checks = []
+    for name, what in (
+        ("recon.rows", "every file's control row count = lines in the file = rows loaded + quarantined"),
+        ("recon.amounts", "every amount column sums to its control total per currency, to the cent"),
+        ("recon.balance_roll_forward", "every account's balance(d-1) + net postings(d) = balance(d)"),
+    ):
+        for severity, explained in (("critical", "is null"), ("warning", "is not null")):
+            checks.append(
+                Check(
+                    name if severity == "critical" else f"{name}.explained",
+                    severity,
+                    "UnexpectedRowsExpectation",
+                    {
+                        "unexpected_rows_query": (
+                            "select feed, item, expected, actual, difference, explained_by from {batch}"
+                            f" where check_name = '{name}' and explained_by {explained}"
+                        ),
+                        "description": what
+                        + ("" if severity == "critical" else " (breaks a quarantined line explains)"),
+                    },
+                )
+            )
+    return checks
+
+
+def suites(registry: Registry | None = None) -> dict[str, tuple[str, str, list[Check]]]:
+    """Suite name -> (schema, table, checks). Names: <gate>.<subject>."""
+    registry = registry or load_registry()
+    out = {f"raw.{f.name}": ("raw", f.name, raw_checks(f)) for f in registry.load_order()}
+    out["recon.breaks"] = ("dq", "reconciliation_breaks", recon_checks())
+    out |= {f"mart.{table}": ("marts", table, checks) for table, checks in mart_checks().items()}
+    return out
+
+
+def date_column(schema: str) -> str:
+    return {"raw": "_business_date", "dq": "business_date"}.get(schema, "snapshot_date")
+
+
+def write_project(root: Path, registry: Registry | None = None) -> None:
+    """(Re)write the GX project under ``root`` (expectations/): datasource, assets, suites,
+    validation definitions. The connection string stays a ``${...}`` reference."""
+    from crm.settings import get_settings
+
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault(RESULTS_VARIABLE, str(get_settings().home / "gx"))
+    import great_expectations as gx
+
+    gx_dir = root / "gx"
+    for generated in ("expectations", "validation_definitions", "checkpoints"):
+        shutil.rmtree(gx_dir / generated, ignore_errors=True)
+    config = gx_dir / "great_expectations.yml"
+    if config.exists():  # assets are rewritten from scratch: ids change only when checks do
+        data = yaml.safe_load(config.read_text())
+        data["fluent_datasources"] = {}
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+    context = gx.get_context(mode="file", project_root_dir=root)
+    source = context.data_sources.add_or_update_postgres(
+        DATASOURCE, connection_string="${" + URL_VARIABLE + "}"
+    )
+    for name, (schema, table, checks) in suites(registry).items():
+        asset = source.add_table_asset(name, table_name=table, schema_name=schema)
+        # Not validated by reading a row: a fresh warehouse's tables are empty (dq's always
+        # are until a break), and date_column names a date column by construction.
+        batch = asset.add_batch_definition_daily(
+            "daily", column=date_column(schema), validate_batchable=False
+        )
+        gate, subject = name.split(".", 1)
+        suite = context.suites.add(gx.ExpectationSuite(name=name, meta={"gate": gate, "subject": subject}))
+        for check in checks:
+            expectation = getattr(gx.expectations, check.expectation)(
+                **check.kwargs, meta=check.meta(), severity=check.severity
+            )
+            suite.add_expectation(expectation)
+        context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+    _results_outside_the_repo(config)
+    shutil.rmtree(gx_dir / "uncommitted", ignore_errors=True)
+
+
+def _results_outside_the_repo(config: Path) -> None:
+    """Validation results and Data Docs go to ``${CRM_GX_RESULTS_DIR}`` (var/gx), not into
+    the committed project; no config-variables file either (secrets come from the
+    environment only)."""
+    data = yaml.safe_load(config.read_text())
+    data["stores"]["validation_results_store"]["store_backend"]["base_directory"] = (
+        "${" + RESULTS_VARIABLE + "}/validations/"
+    )
+    data["data_docs_sites"]["local_site"]["store_backend"]["base_directory"] = (
+        "${" + RESULTS_VARIABLE + "}/data_docs/"
+    )
+    data["data_docs_sites"]["local_site"]["show_how_to_buttons"] = False
+    data.pop("config_variables_file_path", None)
+    data["analytics_enabled"] = False
+    data["progress_bars"] = {"globally": False, "metric_calculations": False}
+    config.write_text(
+        "# The GX project of the quality gates. Written by `crm dq suites` from the feed registry\n"
+        "# and dbt_project.yml (do not edit by hand). No connection string here: the gate runner\n"
+        "# sets ${"
+        + URL_VARIABLE
+        + "} from its stage role; results go to ${"
+        + RESULTS_VARIABLE
+        + "}.\n"
+        + yaml.safe_dump(data, sort_keys=False)
+    )
