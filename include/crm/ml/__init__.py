@@ -1,0 +1,1 @@
+"""Customer models: probabilistic lifetime value (``crm.ml.clv_probabilistic``)."""
