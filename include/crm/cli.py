@@ -39,6 +39,10 @@ STAGES = {
     "dbt": _Stage("crm.transform.cli", "dbt: the customer warehouse and CRM marts."),
     "feeds": _Stage("crm.feeds.cli", "The feed registry (include/crm/feeds/registry.yml)."),
     "dq": _Stage("crm.quality.cli", "Data-quality gates (Great Expectations): run, docs, suites."),
+    "report": _Stage(
+        "crm.reporting.cli",
+        "Write the daily CRM report of a day: one self-contained HTML page (var/reports/<D>.html).",
+    ),
 }
 
 
