@@ -8,8 +8,16 @@ One task group per feed of the **feed registry** (`include/crm/feeds/registry.ym
    rows with a reason code, record the load in `audit.load_log` (rows in = loaded + quarantined).
 
 A feed runs after the feeds it references (`depends_on`). A missing or refused file fails only
-that feed (and the feeds that need it); the others load. Each raw table is an Airflow **asset**:
-`crm_transform` is scheduled on them. Re-running a day replaces that day's partition: one copy.
+that feed (and the feeds that need it); the others load. Re-running a day replaces that day's
+partition: one copy.
+
+Then the day as a whole is judged (Great Expectations, `expectations/`): `gate_raw` (volume,
+completeness, distribution, freshness, a repeated delivery: each feed against its own history)
+and `gate_recon` (row counts and amounts against the source's control records, balances that
+roll forward). A critical failure fails the run and the day goes no further; warnings are
+recorded in `dq` and the Data Docs. When both pass, `gate_recon` updates the asset
+`raw_day_passed` with the business day in the event's extra: `crm_transform` is scheduled on
+it and builds exactly that day. Each raw table stays an asset of its load task (lineage).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from airflow.sdk import Asset, CronDataIntervalTimetable, TaskGroup, dag, task
 
 from crm.dag_defaults import default_args
 from crm.feeds import load_registry
+from crm.quality.tasks import RAW_DAY_PASSED
 
 REGISTRY = load_registry()
 
@@ -77,6 +86,26 @@ def crm_ingest() -> None:
     for feed in REGISTRY.load_order():
         for dep in feed.depends_on:
             groups[dep] >> groups[feed.name]
+
+    @task
+    def gate_raw(**context) -> dict:
+        from crm.dates import business_day
+        from crm.quality.tasks import gate_task
+
+        return gate_task("raw", business_day(context), context["run_id"])
+
+    @task(outlets=[Asset(RAW_DAY_PASSED)])
+    def gate_recon(**context) -> dict:
+        from crm.dates import business_day
+        from crm.quality.tasks import gate_task
+
+        day = business_day(context)
+        outcome = gate_task("recon", day, context["run_id"])
+        # crm_transform builds exactly this day (the asset event carries it).
+        context["outlet_events"][Asset(RAW_DAY_PASSED)].extra = {"business_day": day.isoformat()}
+        return outcome
+
+    list(groups.values()) >> gate_raw() >> gate_recon()
 
 
 crm_ingest()

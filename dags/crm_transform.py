@@ -1,11 +1,12 @@
 """
 # crm_transform: build the customer warehouse and CRM marts with dbt
 
-Scheduled on the raw feeds' **assets**: it runs when `crm_ingest` has landed a day.
+Scheduled on the asset `raw_day_passed`: it runs when `crm_ingest` has landed a day and the
+day passed the raw gate and the reconciliation; the asset event names the business day.
 dbt runs as the `crm_transformer` role (Airflow connection `crm_transformer`).
 
 `plan_run` decides once what the run builds: the business day (the logical date's local
-day; asset-triggered runs, which have none, build the last day loaded), the days flagged as
+day; an asset-triggered run builds the day its triggering event names), the days flagged as
 late in `audit.reprocess_requests` that the incremental models rebuild with it (and test),
 and the last request it covers, which `mark_reprocessed` marks done once the build passed.
 
@@ -21,6 +22,10 @@ Failed tests and stale sources are not retried (the same data fails again); othe
 (a lost connection) are. Stale sources do not stop the build: the marts are built from what
 landed, and the run fails with the sources named.
 
+`gate_mart` then judges the built marts (Great Expectations: one segment per customer, ABC
+shares, TRB, segment shares day on day, churn probabilities, customer_360 coverage); a critical
+failure fails the run, so nothing after it runs for that day.
+
 `max_active_runs=1`: two runs never interleave on the same incremental tables.
 """
 
@@ -31,7 +36,7 @@ import datetime as dt
 from airflow.sdk import Asset, dag, task
 
 from crm.dag_defaults import default_args
-from crm.feeds import load_registry
+from crm.quality.tasks import RAW_DAY_PASSED
 from crm.settings import get_settings
 
 # Decided once per run by plan_run (crm.transform.plan_build): the build and
@@ -60,7 +65,7 @@ DEFAULT_ARGS = default_args(
 
 @dag(
     dag_id="crm_transform",
-    schedule=[Asset(feed.asset_uri) for feed in load_registry().load_order()],
+    schedule=[Asset(RAW_DAY_PASSED)],
     start_date=dt.datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -71,9 +76,15 @@ DEFAULT_ARGS = default_args(
 def crm_transform() -> None:
     @task
     def plan_run(**context) -> dict:
+        import datetime as dt
+
         from crm.dates import business_day
         from crm.transform import plan_build
 
+        events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
+        named = [e.extra["business_day"] for e in events if (e.extra or {}).get("business_day")]
+        if named:  # built on the day the asset event names (the latest, if several queued)
+            return plan_build(dt.date.fromisoformat(max(named)))
         return plan_build(business_day(context) if context.get("logical_date") else None)
 
     @task
@@ -112,7 +123,16 @@ def crm_transform() -> None:
             extra_env=env,
         )
 
-    plan_run() >> dbt_build(DBT_ENV) >> mark_reprocessed(LAST_REQUEST_ID, DBT_ENV)
+    @task
+    def gate_mart(env: dict, **context) -> dict:
+        import datetime as dt
+
+        from crm.quality.tasks import gate_task
+
+        return gate_task("mart", dt.date.fromisoformat(env["CRM_RUN_DATE"]), context["run_id"])
+
+    built = plan_run() >> dbt_build(DBT_ENV)
+    built >> gate_mart(DBT_ENV) >> mark_reprocessed(LAST_REQUEST_ID, DBT_ENV)
 
 
 crm_transform()
