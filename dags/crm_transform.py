@@ -24,7 +24,9 @@ landed, and the run fails with the sources named.
 
 `gate_mart` then judges the built marts (Great Expectations: one segment per customer, ABC
 shares, TRB, segment shares day on day, churn probabilities, customer_360 coverage); a critical
-failure fails the run, so nothing after it runs for that day.
+failure fails the run, so nothing after it runs for that day. `write_report` then writes the
+day's report (`crm report`: one offline HTML page, `$CRM_HOME/reports/<day>.html`: pyramid,
+LV quadrants, tier movement, churn risk, channels, CE11, and the day's data quality).
 
 `max_active_runs=1`: two runs never interleave on the same incremental tables.
 """
@@ -131,8 +133,17 @@ def crm_transform() -> None:
 
         return gate_task("mart", dt.date.fromisoformat(env["CRM_RUN_DATE"]), context["run_id"])
 
+    @task
+    def write_report(env: dict) -> str:
+        import datetime as dt
+
+        from crm.reporting import write_report as write
+
+        return str(write(dt.date.fromisoformat(env["CRM_RUN_DATE"])))
+
     built = plan_run() >> dbt_build(DBT_ENV)
-    built >> gate_mart(DBT_ENV) >> mark_reprocessed(LAST_REQUEST_ID, DBT_ENV)
+    passed = built >> gate_mart(DBT_ENV)
+    passed >> [mark_reprocessed(LAST_REQUEST_ID, DBT_ENV), write_report(DBT_ENV)]
 
 
 crm_transform()

@@ -111,6 +111,14 @@ def demo(customers: int, days: int, start: dt.date, seed: int, settings: Setting
     print(f"warehouse (owner): {redact(owner_url(settings))}   (full: crm warehouse url)")
     print(f"BI, read-only:     {redact(role_url('crm_bi_reader', settings))}   (full: crm bi-url)")
     print(f"run logs:          {settings.home / 'logs'}")
+    last = start + dt.timedelta(days - 1)
+    report = settings.home / "reports" / f"{last.isoformat()}.html"
+    if report.exists():
+        print(f"daily report:      {report.as_uri()}")
+    docs = settings.home / "gx" / "data_docs" / "index.html"
+    if docs.exists():
+        print(f"quality gates:     {docs.as_uri()}   (crm dq run --date {last})")
+    print("dbt docs:          crm dbt docs   (serves every model and column)")
     if failed:
         print(f"FAILED: {', '.join(f'{f.dag_id} {f.day}' for f in failed)}")
         return 1
