@@ -24,7 +24,10 @@ landed, and the run fails with the sources named.
 
 `gate_mart` then judges the built marts (Great Expectations: one segment per customer, ABC
 shares, TRB, segment shares day on day, churn probabilities, customer_360 coverage); a critical
-failure fails the run, so nothing after it runs for that day. `write_report` then writes the
+failure fails the run, so nothing after it runs for that day. `publish` then makes the day
+visible to BI (write-audit-publish: a row-level security policy on every day-grained mart
+shows `crm_bi_reader` only the days in `dq.published_days`; a failed day stays invisible while
+the owner can still inspect it). `write_report` then writes the
 day's report (`crm report`: one offline HTML page, `$CRM_HOME/reports/<day>.html`: pyramid,
 LV quadrants, tier movement, churn risk, channels, CE11, and the day's data quality).
 
@@ -141,9 +144,19 @@ def crm_transform() -> None:
 
         return str(write(dt.date.fromisoformat(env["CRM_RUN_DATE"])))
 
+    @task
+    def publish(env: dict, **context) -> str:
+        import datetime as dt
+
+        from crm.quality.publish import publish as publish_day
+
+        publish_day(dt.date.fromisoformat(env["CRM_RUN_DATE"]), context["run_id"])
+        return env["CRM_RUN_DATE"]
+
     built = plan_run() >> dbt_build(DBT_ENV)
     passed = built >> gate_mart(DBT_ENV)
-    passed >> [mark_reprocessed(LAST_REQUEST_ID, DBT_ENV), write_report(DBT_ENV)]
+    passed >> mark_reprocessed(LAST_REQUEST_ID, DBT_ENV)
+    passed >> publish(DBT_ENV) >> write_report(DBT_ENV)
 
 
 crm_transform()
