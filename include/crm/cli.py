@@ -43,6 +43,10 @@ STAGES = {
         "crm.reporting.cli",
         "Write the daily CRM report of a day: one self-contained HTML page (var/reports/<D>.html).",
     ),
+    "ml": _Stage(
+        "crm.ml.cli",
+        "Churn model: train on a labelled CSV, judge it out of time, save, report and register it.",
+    ),
 }
 
 

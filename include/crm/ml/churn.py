@@ -60,6 +60,8 @@ __all__ = [
     "build_pipeline",
     "detect_columns",
     "forward_chaining_splits",
+    "most_predictive_numeric",
+    "read_csv",
     "split_frame",
     "train",
 ]
@@ -133,10 +135,25 @@ class ChurnResult:
     calibration_method: str
     metrics: dict[str, float]
     baseline_metrics: dict[str, float]
-    X_test: pd.DataFrame
+    test_frame: pd.DataFrame  # the held-out rows, every column (a champion may use others)
     y_test: np.ndarray
     p_test: np.ndarray
     p_baseline: np.ndarray
+
+    @property
+    def X_test(self) -> pd.DataFrame:
+        return self.test_frame[self.columns.features]
+
+    def features(self) -> dict[str, Any]:
+        """JSON-ready feature description (the registry's ``features``)."""
+        return {
+            "numeric": self.columns.numeric,
+            "categorical": self.columns.categorical,
+            "excluded": self.columns.excluded,
+            "label": self.label,
+            "id": self.id_column,
+            "time": self.time_column,
+        }
 
     def parameters(self) -> dict[str, Any]:
         """JSON-ready training parameters (the registry's ``parameters``)."""
@@ -540,8 +557,22 @@ def _train(
         calibration_method=method,
         metrics=evaluate(y_test, p_test),
         baseline_metrics=evaluate(y_test, p_baseline),
-        X_test=X_test,
+        test_frame=test_rows.reset_index(drop=True),
         y_test=y_test,
         p_test=p_test,
         p_baseline=p_baseline,
     )
+
+
+def read_csv(path, time_column: str | None = None, **kwargs: Any) -> pd.DataFrame:
+    """A labelled extract from CSV. A text time column in ISO form (2025-01, 2025-01-31) becomes
+    datetimes; any other text keeps its text order (so write periods as ISO dates or numbers)."""
+    frame = pd.read_csv(path, **kwargs)
+    if time_column and time_column in frame.columns:
+        s = frame[time_column]
+        if not pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_datetime64_any_dtype(s):
+            try:
+                frame[time_column] = pd.to_datetime(s, format="ISO8601")
+            except (ValueError, TypeError):
+                log.warning("time column %r is not ISO dates: periods sort as text", time_column)
+    return frame

@@ -1,0 +1,173 @@
+"""``crm ml``: train the churn model on a labelled extract, judge it out of time, register it.
+
+Cheap to import (``crm`` lists it on every start): typer and the standard library only;
+pandas, scikit-learn, skops, plotly and psycopg are imported when a command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+HELP = "Churn model: train on a labelled CSV, judge it out of time, save, report and register it."
+
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False)
+train_app = typer.Typer(help="Train a model and write its artifact and report.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@app.callback()
+def _ml() -> None:
+    """Churn model: train on a labelled CSV, judge it out of time, save, report and register it."""
+
+
+@train_app.callback()
+def _train() -> None:
+    """Train a model and write its artifact and report."""
+
+
+def _warehouse() -> tuple[bool, str]:
+    """(available, why): WAREHOUSE_URL set, or the embedded warehouse running."""
+    from crm.settings import get_settings
+
+    settings = get_settings()
+    if settings.warehouse_url:
+        return True, "WAREHOUSE_URL"
+    from crm.warehouse import EmbeddedWarehouse
+
+    server = EmbeddedWarehouse(settings)
+    if server.initialised() and server.status().running:
+        return True, "the embedded warehouse"
+    return False, "no WAREHOUSE_URL and no running embedded warehouse"
+
+
+def _register(result, artifact, version: str, name: str) -> str:
+    """Register the version as crm_ml (migrating the warehouse first if 0007 is missing)."""
+    from crm.ml.registry import register_churn
+    from crm.warehouse import connect, ensure_ready
+
+    with connect("crm_ml", autocommit=True) as conn:
+        exists = conn.execute("select to_regclass('ml.model_versions')").fetchone()[0]
+    if exists is None:
+        ensure_ready()
+    with connect("crm_ml", autocommit=True) as conn:
+        return str(register_churn(conn, result, artifact, version, name=name))
+
+
+@train_app.command("churn")
+def churn_cmd(
+    csv: Annotated[
+        Path,
+        typer.Option(
+            "--csv", exists=True, dir_okay=False, help="Labelled extract: one row per customer (and period)."
+        ),
+    ],
+    label: Annotated[str, typer.Option("--label", help="0/1 churn label column (1 = churned).")],
+    id_column: Annotated[
+        str | None, typer.Option("--id", help="Customer id column (never a feature).")
+    ] = None,
+    time_column: Annotated[
+        str | None,
+        typer.Option("--time", help="Period column: the latest periods are the out-of-time test set."),
+    ] = None,
+    name: Annotated[
+        str, typer.Option(help="Model name in the registry and under $CRM_HOME/models.")
+    ] = "churn",
+    baseline: Annotated[
+        list[str] | None, typer.Option(help="Baseline column (at most two; default the two most predictive).")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Column that must not be a feature (repeatable).")
+    ] = None,
+    test_periods: Annotated[
+        int | None, typer.Option(help="Latest periods in the test set (default: enough for 20% of rows).")
+    ] = None,
+    gap_periods: Annotated[int, typer.Option(help="Periods left out between training and test.")] = 0,
+    calibration: Annotated[str, typer.Option(help="auto, isotonic or sigmoid.")] = "auto",
+    sep: Annotated[str, typer.Option(help="CSV delimiter.")] = ",",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    threads: Annotated[int, typer.Option(help="OpenMP threads of the trees (0 = all cores).")] = 1,
+    register: Annotated[
+        bool, typer.Option(help="Register the version when a warehouse is available.")
+    ] = True,
+) -> None:
+    """Train the churn model on a labelled CSV; write its artifact and HTML report; register it.
+
+    Prints the test metrics of the model beside the baseline's. With a warehouse (WAREHOUSE_URL,
+    or the embedded one running) the version goes to ml.model_versions and the promotion rule
+    decides whether it becomes champion; without one it is trained and reported only.
+    """
+    import datetime as dt
+
+    from crm.ml.churn import read_csv, train
+    from crm.ml.model_report import write_report
+    from crm.ml.registry import artifact_path, new_version, save_artifact
+
+    if baseline and len(baseline) > 2:
+        raise typer.BadParameter("at most two baseline columns", param_hint="'--baseline'")
+    frame = read_csv(csv, time_column, sep=sep)
+    try:
+        result = train(
+            frame,
+            label,
+            id_column,
+            time_column,
+            baseline_columns=baseline,
+            exclude=exclude or (),
+            test_periods=test_periods,
+            gap_periods=gap_periods,
+            calibration=calibration,
+            random_state=seed,
+            n_threads=threads or None,
+        )
+    except (KeyError, ValueError) as exc:
+        typer.echo(f"cannot train: {exc.args[0] if exc.args else exc}", err=True)
+        raise typer.Exit(2) from None
+    trained_at = dt.datetime.now(dt.UTC)
+    version = new_version(trained_at)
+    suffix = 1
+    while artifact_path(name, version).exists():
+        suffix += 1
+        version = f"{new_version(trained_at)}-{suffix}"
+    artifact = save_artifact(result.model, name, version)
+
+    w = result.split.window()
+    if w["split"] == "out-of-time":
+        typer.echo(
+            f"out-of-time test: trained on {w['train'][0]}..{w['train'][1]} ({w['train_rows']:,} rows), "
+            f"tested on {w['test'][0]}..{w['test'][1]} ({w['test_rows']:,} rows)"
+        )
+    else:
+        typer.echo(
+            f"no time column: stratified holdout ({w['train_rows']:,} train / {w['test_rows']:,} test rows);"
+            " in-time only"
+        )
+    typer.echo(f"{'metric':<20}{'model':>10}{'baseline':>10}")
+    for key in ("roc_auc", "pr_auc", "brier", "top_decile_lift", "top_decile_capture", "ece"):
+        typer.echo(f"{key:<20}{result.metrics[key]:>10.4f}{result.baseline_metrics[key]:>10.4f}")
+    typer.echo(
+        f"baseline: logistic regression on {', '.join(result.baseline_columns)}; "
+        f"model: {result.calibration_method}-calibrated HistGradientBoosting, {result.best_params}"
+    )
+    typer.echo(f"artifact {artifact.path} (sha256 {artifact.sha256[:12]}…)")
+
+    failed = False
+    available, why = _warehouse()
+    if not register:
+        registry = "not registered (--no-register)"
+    elif not available:
+        registry = f"not registered: {why}"
+    else:
+        try:
+            registry = (
+                f"registered in ml.model_versions via {why}: {_register(result, artifact, version, name)}"
+            )
+        except Exception as exc:  # the artifact and report stay; say why the row is missing
+            registry = f"NOT registered ({why}): {type(exc).__name__}: {exc}"
+            failed = True
+    path = write_report(result, name, version, registry=registry, n_threads=threads or None)
+    typer.echo(registry)
+    typer.echo(f"report {path}")
+    raise typer.Exit(1 if failed else 0)
