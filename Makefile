@@ -39,6 +39,7 @@ lint: venv
 	$(BIN)/ruff check include dags ml tests
 	$(BIN)/ruff format --check include dags ml tests
 	$(BIN)/crm dbt lint
+	$(BIN)/sqlfluff lint dbt_project/tests
 
 format: venv
 	$(BIN)/ruff check --fix include dags ml tests

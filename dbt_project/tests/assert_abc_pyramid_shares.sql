@@ -20,6 +20,7 @@ counts as (
 
 select *
 from counts
-where high_end <> round({{ var('abc_high_end_share') }} * n)
+where
+    high_end <> round({{ var('abc_high_end_share') }} * n)
     or top_major <> round({{ var('abc_major_share') }} * n)
     or top_ordinary <> round({{ var('abc_ordinary_share') }} * n)
