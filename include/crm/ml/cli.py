@@ -86,6 +86,7 @@ def churn_cmd(
     ] = None,
     gap_periods: Annotated[int, typer.Option(help="Periods left out between training and test.")] = 0,
     calibration: Annotated[str, typer.Option(help="auto, isotonic or sigmoid.")] = "auto",
+    max_iter: Annotated[int, typer.Option(help="Boosting iterations per tree ensemble.")] = 200,
     sep: Annotated[str, typer.Option(help="CSV delimiter.")] = ",",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     threads: Annotated[int, typer.Option(help="OpenMP threads of the trees (0 = all cores).")] = 1,
@@ -120,6 +121,7 @@ def churn_cmd(
             gap_periods=gap_periods,
             calibration=calibration,
             random_state=seed,
+            max_iter=max_iter,
             n_threads=threads or None,
         )
     except (KeyError, ValueError) as exc:
