@@ -298,3 +298,30 @@ def test_the_ml_cli_is_cheap_to_import_and_listed_with_its_own_help():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-800:]
+
+
+def test_crm_ml_train_churn_registers_the_version_with_a_warehouse(warehouse, tmp_path):
+    """No time column this time: a stratified holdout, said so; the version is registered."""
+    from typer.testing import CliRunner
+
+    from crm.cli import app
+    from crm.warehouse import connect
+
+    csv = tmp_path / "extract.csv"
+    synthetic(1500, seed=4).drop(columns="month").to_csv(csv, index=False)
+    result = CliRunner().invoke(
+        app,
+        ["ml", "train", "churn", "--csv", str(csv), "--label", "churned", "--id", "customer_id",
+         "--max-iter", "30", "--name", "churn_cli"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "no time column: stratified holdout" in result.output
+    assert "registered in ml.model_versions via WAREHOUSE_URL: churn_cli " in result.output
+    assert "champion (first version" in result.output
+    with connect("crm_ml") as conn:
+        path, sha, status, window = conn.execute(
+            "select artifact_path, artifact_sha256, status, training_window from ml.model_versions"
+            " where name = 'churn_cli'"
+        ).fetchone()
+    assert status == "champion" and window["split"] == "stratified holdout"
+    assert load_artifact(path, sha) is not None
