@@ -158,5 +158,28 @@ def crm_transform() -> None:
     passed >> mark_reprocessed(LAST_REQUEST_ID, DBT_ENV)
     passed >> publish(DBT_ENV) >> write_report(DBT_ENV)
 
+    @task
+    def record_run(**context) -> dict:
+        """The run record (audit.pipeline_runs): rows, gates, seconds, published; failed days too."""
+        import datetime as dt
+
+        from crm.dates import business_day
+        from crm.pipeline_run import record_run as record
+
+        plan = context["ti"].xcom_pull(task_ids="plan_run") or {}
+        day = dt.date.fromisoformat(plan["run_date"]) if plan.get("run_date") else business_day(context)
+        # Seconds from the warehouse's timestamps and dbt's artefacts: the Task SDK gives a
+        # task no other task instance's start and end (crm run re-records with Airflow's own).
+        rec = record(day, context["run_id"])
+        return {"business_day": day.isoformat(), "published": rec.published, "seconds": rec.stage_seconds}
+
+    # Last, after every other task, whatever their state. A teardown without setups: its
+    # trigger rule (all_done_setup_success) is all_done, and unlike a plain all_done leaf it
+    # leaves the run's verdict to the work tasks (a failed day still fails the run).
+    recorder = record_run().as_teardown()
+    leaves = [t for t in recorder.operator.dag.tasks if not t.downstream_list]
+    leaves.remove(recorder.operator)
+    leaves >> recorder
+
 
 crm_transform()
