@@ -394,7 +394,7 @@ def bench_gates(customers: int, work: Path, days: int = GATE_DAYS) -> dict[str, 
         recon = run_gate("recon", last, settings=settings, docs=False)
         recon_s = time.perf_counter() - clock
         clock = time.perf_counter()
-        ctx = context("raw", settings)
+        ctx = context("raw", settings=settings)
         context_s = time.perf_counter() - clock
         clock = time.perf_counter()
         docs_path = build_docs(ctx, settings)

@@ -248,3 +248,26 @@ def test_crm_ingest_prints_one_line_per_refused_file_and_no_traceback(landing, d
     assert "Traceback" not in out.stdout + out.stderr
     refusals = [line for line in (out.stdout + out.stderr).splitlines() if "NOT_A_REGULAR_FILE" in line]
     assert len(refusals) == 1 and "customers.csv" in refusals[0]
+
+
+def test_a_file_without_a_header_is_refused_without_echoing_its_first_row(tmp_path, loader_conn, db):
+    row = customer_row(1, full_name="Zhang Secret", mobile="13999999999")
+    path = tmp_path / "c.csv"
+    path.write_text(",".join(f'"{v}"' for v in row.values()) + "\n")  # no header line
+    with pytest.raises(FileRefused) as refused:
+        load_file(loader_conn, CUSTOMERS, DAY, path)
+    message = str(refused.value)
+    assert refused.value.rule == "SCHEMA_MISSING_COLUMN" and "not shown" in message
+    for column in CUSTOMERS.pii:
+        assert row[column] not in message, f"{column} of the first row is in the refusal"
+    logged = db.execute("select error from audit.load_log where rule = 'SCHEMA_MISSING_COLUMN'").fetchone()[0]
+    assert "Zhang Secret" not in logged and "13999999999" not in logged
+
+
+def test_a_renamed_column_is_named_in_the_refusal(tmp_path, loader_conn):
+    visits = REG.feed("branch_visits")
+    header = [("wait_secs" if c == "wait_seconds" else c) for c in visits.column_names]
+    path = tmp_path / "visits.csv"
+    path.write_text(visits.delimiter.join(header) + "\n")
+    with pytest.raises(FileRefused, match=r"lacks registered column\(s\) wait_seconds .*renamed\? wait_secs"):
+        load_file(loader_conn, visits, DAY, path)

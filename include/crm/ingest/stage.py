@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -103,11 +104,29 @@ def read_header(feed: Feed, path: Path, facts: FileFacts) -> list[str]:
         raise FileRefused(
             path,
             "SCHEMA_MISSING_COLUMN",
-            f"header lacks registered column(s) {', '.join(missing)} (header: {', '.join(header)})",
+            f"header lacks registered column(s) {', '.join(missing)} ({_describe_header(feed, header)})",
         )
-    if len(set(header)) != len(header):
-        raise FileRefused(path, "SCHEMA_DUPLICATE_COLUMN", f"header repeats a column: {', '.join(header)}")
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise FileRefused(path, "SCHEMA_DUPLICATE_COLUMN", f"header repeats column(s) {', '.join(repeated)}")
     return header
+
+
+def _describe_header(feed: Feed, header: list[str]) -> str:
+    """What line 1 holds, without echoing a value: a header-less file's line 1 is a data row
+    (names, phone numbers), so an unknown field is named only when it looks like a rename
+    of a missing registered column (close to its name)."""
+    unknown = [h for h in header if h not in feed.column_names]
+    missing = [c for c in feed.column_names if c not in header]
+    renamed = {
+        h: close[0] for h in unknown if (close := difflib.get_close_matches(h, missing, n=1, cutoff=0.75))
+    }
+    text = f"line 1 has {len(header)} fields, {len(header) - len(unknown)} of them registered columns"
+    if renamed:
+        text += "; renamed? " + ", ".join(f"{h} (for {c})" for h, c in renamed.items())
+    if len(renamed) < len(unknown):
+        text += f"; {len(unknown) - len(renamed)} other fields not shown (a file without a header?)"
+    return text
 
 
 def stage_csv(

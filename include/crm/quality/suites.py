@@ -291,6 +291,18 @@ def date_column(schema: str) -> str:
     return {"raw": "_business_date", "dq": "business_date"}.get(schema, "snapshot_date")
 
 
+DAY_SETTING = "crm.gate_day"  # the day a gate validates: set on its connection by the runner
+
+
+def day_query(schema: str, table: str) -> str:
+    """The batch of a suite: one day's rows of the table. The day comes from a setting of the
+    gate's connection, so PostgreSQL prunes to that day's partition (GX's own daily batch
+    filters on extract(year/month/day), which reads every partition: 11.5 s instead of ~1 s
+    for the raw gate of a 100,000-customer day, measured by `make bench`). No day, no rows."""
+    column = date_column(schema)
+    return f"select * from {schema}.{table} where {column} = current_setting('{DAY_SETTING}', true)::date"
+
+
 def write_project(root: Path, registry: Registry | None = None) -> None:
     """(Re)write the GX project under ``root`` (expectations/): datasource, assets, suites,
     validation definitions. The connection string stays a ``${...}`` reference."""
@@ -313,12 +325,8 @@ def write_project(root: Path, registry: Registry | None = None) -> None:
         DATASOURCE, connection_string="${" + URL_VARIABLE + "}"
     )
     for name, (schema, table, checks) in suites(registry).items():
-        asset = source.add_table_asset(name, table_name=table, schema_name=schema)
-        # Not validated by reading a row: a fresh warehouse's tables are empty (dq's always
-        # are until a break), and date_column names a date column by construction.
-        batch = asset.add_batch_definition_daily(
-            "daily", column=date_column(schema), validate_batchable=False
-        )
+        asset = source.add_query_asset(name, query=day_query(schema, table))
+        batch = asset.add_batch_definition_whole_table("day")
         gate, subject = name.split(".", 1)
         suite = context.suites.add(gx.ExpectationSuite(name=name, meta={"gate": gate, "subject": subject}))
         for check in checks:
