@@ -5,8 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from crm.memory import peak_rss_mib
-
 
 def test_the_peak_grows_with_what_the_process_touches():
     """In a fresh process: a test worker's earlier peak (a high-water mark) may already be
