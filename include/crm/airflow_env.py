@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from crm.settings import REPO_ROOT, ROLES, Settings, get_settings
+from crm.settings import REPO_ROOT, ROLES, Settings, get_settings, private_dir
 
 
 def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
@@ -19,7 +19,7 @@ def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
 
     settings = settings or get_settings()
     home = settings.airflow_home
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(home)
     env = dict(os.environ)
     env.update(
         {
@@ -52,6 +52,40 @@ def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
     for role in ROLES:
         env[f"AIRFLOW_CONN_{role.upper()}"] = role_url(role, settings)
     return env
+
+
+def standalone(
+    host: str = "127.0.0.1", port: int = 8080, settings: Settings | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of ``airflow standalone``: its UI / API server on ``host:port``
+    (loopback unless told otherwise). Its generated admin password file is made owner-only
+    first; the caller also sets umask 077 for what Airflow writes."""
+    env = airflow_environ(settings)
+    env["AIRFLOW__API__HOST"] = host
+    env["AIRFLOW__API__PORT"] = str(port)
+    protect_password_file(env)
+    exe = Path(sys.executable).with_name("airflow")
+    return [str(exe), "standalone"], env
+
+
+def password_file(env: dict[str, str]) -> Path:
+    """The file Airflow's simple auth manager writes the generated admin password to."""
+    configured = env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")
+    return (
+        Path(configured)
+        if configured
+        else Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+    )
+
+
+def protect_password_file(env: dict[str, str]) -> Path:
+    """Create the password file empty and owner-only (0600), or make an existing one so:
+    Airflow opens it in append mode, keeping the mode (an empty file reads as no users)."""
+    path = password_file(env)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+    return path
 
 
 def airflow(*args: str, settings: Settings | None = None, check: bool = True) -> subprocess.CompletedProcess:

@@ -7,7 +7,6 @@ import importlib
 import os
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
 import typer
@@ -165,12 +164,28 @@ def warehouse_url(
 @warehouse_app.command("psql", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def warehouse_psql(ctx: typer.Context) -> None:
     """Open psql on the warehouse (extra arguments are passed to psql)."""
+    argv, env = psql_invocation(ctx.args)
+    os.execve(argv[0], argv, env)
+
+
+def psql_invocation(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of psql as the owner: the password travels in PGPASSWORD (which
+    only this user and root can read), never on the command line that `ps` shows everyone."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
     from crm.warehouse import owner_url
     from crm.warehouse.server import _pg_bin
 
     exe = _pg_bin() / "psql"
     psql = str(exe) if exe.exists() else (shutil.which("psql") or "psql")
-    os.execv(psql, [psql, owner_url(), *ctx.args])
+    parts = urlsplit(owner_url())
+    env = dict(os.environ)
+    if parts.password is not None:
+        env["PGPASSWORD"] = unquote(parts.password)
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = parts.netloc.rsplit("@", 1)[0].split(":", 1)[0]
+        parts = parts._replace(netloc=f"{user}@{netloc}")
+    return [psql, urlunsplit(parts), *args], env
 
 
 @app.command("bi-url")
@@ -193,16 +208,18 @@ def migrate_cmd() -> None:
 @app.command("airflow")
 def airflow_cmd(
     port: Annotated[int, typer.Option(help="Port of the Airflow UI / API server.")] = 8080,
+    host: Annotated[
+        str, typer.Option(help="Address the UI / API server listens on (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
 ) -> None:
     """Start the real Airflow UI, scheduler and friends locally (airflow standalone)."""
-    from crm.airflow_env import airflow_environ
+    from crm.airflow_env import standalone
     from crm.warehouse import ensure_ready
 
     ensure_ready()
-    env = airflow_environ()
-    env["AIRFLOW__API__PORT"] = str(port)
-    exe = Path(os.sys.executable).with_name("airflow")
-    os.execve(str(exe), [str(exe), "standalone"], env)
+    argv, env = standalone(host=host, port=port)
+    os.umask(0o077)  # what Airflow writes (its generated admin password among them): owner-only
+    os.execve(argv[0], argv, env)
 
 
 @app.command("run")

@@ -57,7 +57,9 @@ def setup_logging(level: int = logging.INFO, log_file: Path | None = None) -> No
     root.addHandler(handler)
     log_file = log_file or log_file_path()
     try:
-        log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        from crm.settings import private_dir
+
+        private_dir(log_file.parent)  # and CRM_HOME, when this creates it: owner-only
         fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.close(fd)
         to_file = logging.FileHandler(log_file, encoding="utf-8", delay=True)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +20,55 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 ROLES = ("crm_loader", "crm_transformer", "crm_ml", "crm_bi_reader")
+
+PII_SALT_MIN_LENGTH = 16
+# Values of .env.example and their usual cousins, compared without case and punctuation.
+PLACEHOLDERS = frozenset({"changeme", "changeit", "replaceme", "placeholder", "password", "secret"})
+
+
+class InsecureSecret(ValueError):
+    """A secret from the environment is a placeholder or too weak; the message names the
+    variable, never the value."""
+
+
+def is_placeholder(value: str) -> bool:
+    letters = re.sub(r"[^a-z]", "", value.lower())
+    return letters in PLACEHOLDERS or "changeme" in letters
+
+
+def check_secret(variable: str, value: str) -> str:
+    """``value`` unless it is a placeholder such as ``change-me`` (then :class:`InsecureSecret`)."""
+    if is_placeholder(value):
+        raise InsecureSecret(
+            f"{variable} is a placeholder (as in .env.example): set a real secret, e.g. "
+            'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+        )
+    return value
+
+
+def check_pii_salt(value: str) -> str:
+    """The PII salt unless it is short, one repeated character or a placeholder."""
+    if len(value) < PII_SALT_MIN_LENGTH:
+        raise InsecureSecret(f"CRM_PII_SALT must be at least {PII_SALT_MIN_LENGTH} random characters")
+    if len(set(value)) == 1:
+        raise InsecureSecret("CRM_PII_SALT must be random characters, not one character repeated")
+    return check_secret("CRM_PII_SALT", value)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder; each folder created on the way (the missing parents too) is
+    owner-only (0700). Existing folders keep their mode."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # another process made it meanwhile
+            continue
+        folder.chmod(0o700)  # mkdir's mode passes through the umask
+    return missing[0] if missing else path
 
 
 class Settings(BaseSettings):
@@ -53,6 +104,9 @@ class Settings(BaseSettings):
     )
     owner_password: str | None = Field(default=None, description="Embedded warehouse owner password.")
     pii_salt: str | None = Field(default=None, description="Salt of PII hashes in the marts.")
+    pg_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
+        default=None, description="libpq sslmode added to every warehouse URL the platform builds."
+    )
     loader_password: str | None = None
     transformer_password: str | None = None
     ml_password: str | None = None
@@ -96,6 +150,8 @@ class Settings(BaseSettings):
 
         Generated secrets live in ``var/secrets.json`` (mode 0600, git-ignored), so a
         fresh clone never carries a password and the embedded warehouse still has one.
+        A placeholder from ``.env.example`` (``change-me``) or a weak PII salt is refused
+        (:class:`InsecureSecret`, naming the variable).
         """
         field = {
             "crm_owner": "owner_password",
@@ -107,12 +163,14 @@ class Settings(BaseSettings):
         }[role]
         value = getattr(self, field)
         if value:
-            return value
+            if role == "crm_pii_salt":
+                return check_pii_salt(value)
+            return check_secret(f"CRM_{field.upper()}", value)
         path = self.home / "secrets.json"
         stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         if role not in stored:
             stored[role] = secrets.token_urlsafe(18)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 json.dump(stored, fh, indent=2)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
-from crm.settings import ROLES, Settings, get_settings
+from crm.settings import ROLES, Settings, check_secret, get_settings
 from crm.warehouse.server import OWNER, EmbeddedWarehouse, WarehouseError
 
 __all__ = [
@@ -31,12 +31,25 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+def with_sslmode(url: str, settings: Settings) -> str:
+    """``url`` with ``sslmode=<CRM_PG_SSLMODE>`` in its query when that is set (replacing one there)."""
+    if not settings.pg_sslmode:
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "sslmode"]
+    query.append(("sslmode", settings.pg_sslmode))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, safe="/"), parts.fragment))
+
+
 def owner_url(settings: Settings | None = None) -> str:
     """Connection string of the warehouse owner (migrations, admin)."""
     settings = settings or get_settings()
     if settings.warehouse_url:
-        return settings.warehouse_url
-    return EmbeddedWarehouse(settings).url()
+        password = urlsplit(settings.warehouse_url).password
+        if password:
+            check_secret("WAREHOUSE_URL (its password, WAREHOUSE_PASSWORD)", unquote(password))
+        return with_sslmode(settings.warehouse_url, settings)
+    return with_sslmode(EmbeddedWarehouse(settings).url(), settings)
 
 
 def role_url(role: str, settings: Settings | None = None, *, base_url: str | None = None) -> str:
@@ -51,7 +64,7 @@ def role_url(role: str, settings: Settings | None = None, *, base_url: str | Non
     netloc = f"{role}:{quote(settings.role_password(role), safe='')}@{host}"
     if parts.port:
         netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return with_sslmode(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), settings)
 
 
 def redact(url: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from crm.settings import ROLES, Settings
+from crm.settings import ROLES, Settings, check_pii_salt
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -46,15 +46,10 @@ def current_revision(url: str) -> str | None:
     return row[0] if row else None
 
 
-PII_SALT_MIN_LENGTH = 16
-
-
 def sync_secrets(url: str, settings: Settings) -> None:
     """Role passwords onto the roles; the PII salt into ``private.pii_salt`` (changed only
     if it differs: a new salt changes every hash in dim_customer on its next build)."""
-    salt = settings.role_password("crm_pii_salt")
-    if len(salt) < PII_SALT_MIN_LENGTH:
-        raise ValueError(f"CRM_PII_SALT must be at least {PII_SALT_MIN_LENGTH} random characters")
+    salt = check_pii_salt(settings.role_password("crm_pii_salt"))
     with psycopg.connect(url, autocommit=True) as conn:
         for role in ROLES:
             # The SCRAM verifier, computed here by libpq (PQencryptPasswordConn): the clear-text

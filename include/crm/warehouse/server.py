@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from crm.settings import Settings
+from crm.settings import Settings, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,12 @@ class EmbeddedWarehouse:
             ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
             if (bin_dir.parent / "share").exists():
                 ensure_folder_permissions(bin_dir.parent / "share", 0o044)
-        self.pgdata.mkdir(parents=True, exist_ok=True)
+        private_dir(self.pgdata)
+        # pgserver opens every parent folder to all (g+rx,o+rx); the server's user needs only to
+        # traverse CRM_HOME, so nobody else gets to list it.
+        home_mode = stat.S_IMODE(self.pgdata.parent.stat().st_mode)
         ensure_prefix_permissions(self.pgdata)
+        self.pgdata.parent.chmod(home_mode | 0o011)
         os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -110,7 +115,7 @@ class EmbeddedWarehouse:
     def init(self) -> None:
         if self.initialised():
             return
-        self.pgdata.mkdir(parents=True, exist_ok=True)
+        private_dir(self.pgdata)
         if any(self.pgdata.iterdir()):
             raise WarehouseError(f"{self.pgdata} is not empty and holds no PostgreSQL cluster")
         self._prepare_root()
@@ -119,7 +124,11 @@ class EmbeddedWarehouse:
         try:
             os.write(fd, password.encode())
             os.close(fd)
-            os.chmod(pwfile, 0o644)
+            if self._as_root:  # initdb runs as RUN_AS: its file, still owner-only (mkstemp: 0600)
+                import pwd
+
+                entry = pwd.getpwnam(RUN_AS)
+                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
             self._run(
                 "initdb",
                 "-D",
