@@ -1,4 +1,5 @@
-"""``crm ml``: train the churn model on a labelled extract, judge it out of time, register it.
+"""``crm ml``: train the churn model on a labelled extract, judge it out of time, register it;
+score a day with the champion (``crm ml score --date D``).
 
 Cheap to import (``crm`` lists it on every start): typer and the standard library only;
 pandas, scikit-learn, skops, plotly and psycopg are imported when a command runs.
@@ -6,12 +7,17 @@ pandas, scikit-learn, skops, plotly and psycopg are imported when a command runs
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-HELP = "Churn model: train on a labelled CSV, judge it out of time, save, report and register it."
+from crm.dates import parse_day
+
+HELP = (
+    "Churn model: train on a labelled CSV, judge it out of time, save, report and register it; score a day."
+)
 
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False)
 train_app = typer.Typer(help="Train a model and write its artifact and report.", no_args_is_help=True)
@@ -20,7 +26,7 @@ app.add_typer(train_app, name="train")
 
 @app.callback()
 def _ml() -> None:
-    """Churn model: train on a labelled CSV, judge it out of time, save, report and register it."""
+    """Churn model: train on a labelled CSV, judge it out of time, save, report and register it; score a day."""
 
 
 @train_app.callback()
@@ -173,3 +179,34 @@ def churn_cmd(
     typer.echo(registry)
     typer.echo(f"report {path}")
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command("score")
+def score_cmd(
+    date: Annotated[
+        dt.date,
+        typer.Option("--date", parser=parse_day, metavar="YYYY-MM-DD", help="As-of day of the scores."),
+    ],
+    name: Annotated[str, typer.Option(help="Model name in the registry.")] = "churn",
+    chunk: Annotated[int, typer.Option(min=1, help="Rows fetched, scored and written at a time.")] = 50_000,
+    threads: Annotated[int, typer.Option(help="OpenMP threads of the trees (0 = all cores).")] = 1,
+) -> None:
+    """Score the latest feature snapshot on or before --date with the champion into ml.churn_scores.
+
+    Idempotent: re-scoring a day replaces that day's scores of the same model version.
+    Without a champion nothing is written and it exits 0.
+    """
+    from crm.ml.scoring import NoFeaturesError, score_churn
+
+    try:
+        result = score_churn(date, chunk=chunk, name=name, n_threads=threads or None)
+    except NoFeaturesError as exc:
+        typer.echo(f"cannot score: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if not result.scored:
+        typer.echo(f"{date}: {result.message}")
+        return
+    typer.echo(
+        f"{date}: {result.rows:,} rows scored with {result.model_name} {result.model_version}"
+        f" (features of {result.snapshot_date}) in {result.seconds:.1f} s"
+    )

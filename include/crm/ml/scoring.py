@@ -1,0 +1,231 @@
+"""Daily churn scoring with the champion model, written back to ``ml.churn_scores`` idempotently.
+
+``score_churn(day)``, as ``crm_ml``:
+
+1. The champion of ``churn`` from ``ml.model_versions``; its artifact is loaded through
+   :func:`crm.ml.registry.load_artifact` (SHA-256 check, then the skops trust list). No
+   champion: nothing is read or written and the result says so (not an error).
+2. The snapshot: the latest ``as_of_date`` on or before ``day`` in
+   ``marts.ml_features_customer_monthly`` (one row per customer). Only the columns the
+   champion was trained on (its registered ``features``: numeric and categorical) and
+   ``customer_id`` are read, through a server-side cursor, ``chunk`` rows at a time, so memory
+   is bounded by the chunk, not by the number of customers.
+3. Each chunk is scored (``predict_proba``) and COPYed into ``ml.churn_scores`` as
+   (customer_id, as_of_date = ``day``, churn_probability, model_version).
+
+Idempotent: everything happens in one transaction that first takes an advisory lock on
+(day, model version), then deletes the rows of that day and version; re-scoring a day leaves
+exactly one score per customer, day and model, and a failure leaves the previous scores.
+Scores of other days and of other model versions are untouched (dbt's
+``stg_ml__churn_scores`` keeps the latest scoring of each customer and day).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from crm.settings import Settings
+
+__all__ = ["FEATURES_TABLE", "NO_CHAMPION", "NoFeaturesError", "ScoreResult", "read_snapshot", "score_churn"]
+
+FEATURES_TABLE = ("marts", "ml_features_customer_monthly")
+NO_CHAMPION = "no champion model: nothing scored"
+# PostgreSQL numeric types (cursor.description type codes): int2, int4, int8, float4, float8, numeric
+_NUMERIC_OIDS = {21, 23, 20, 700, 701, 1700}
+
+
+class NoFeaturesError(LookupError):
+    """No feature snapshot on or before the day (dbt has not built one yet)."""
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    day: dt.date
+    model_name: str
+    model_version: str | None  # None: no champion
+    snapshot_date: dt.date | None  # the features' as_of_date that was scored
+    rows: int
+    chunks: int  # chunks fetched from the server-side cursor
+    seconds: float
+    message: str
+
+    @property
+    def scored(self) -> bool:
+        return self.model_version is not None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _features(champ: dict[str, Any]) -> tuple[list[str], list[str]]:
+    features = champ.get("features") or {}
+    numeric = list(features.get("numeric") or [])
+    categorical = list(features.get("categorical") or [])
+    if not numeric and not categorical:
+        raise ValueError(f"champion {champ['version']} records no feature columns in ml.model_versions")
+    return numeric, categorical
+
+
+def _frame(rows: list[tuple], names: list[str], numeric: set[str]) -> pd.DataFrame:
+    """Rows as the trainer saw a CSV: numeric columns float (NaN for null), the rest object (NaN)."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(rows, columns=names)
+    for name in names:
+        if name in numeric:
+            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+        else:
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), np.nan)
+    return frame
+
+
+def _numeric_loaders(cur) -> None:
+    """numeric as float (not Decimal): the model wants floats and float parsing is faster."""
+    from psycopg.types.numeric import FloatLoader
+
+    cur.adapters.register_loader("numeric", FloatLoader)
+
+
+def _snapshot_date(conn, day: dt.date) -> dt.date | None:
+    from psycopg import sql
+
+    query = sql.SQL("select max(as_of_date) from {} where as_of_date <= %s").format(
+        sql.Identifier(*FEATURES_TABLE)
+    )
+    return conn.execute(query, (day,)).fetchone()[0]
+
+
+def read_snapshot(conn, day: dt.date) -> tuple[dt.date, pd.DataFrame]:
+    """The whole latest snapshot on or before ``day`` (every column) as a DataFrame.
+
+    For training and analysis (it holds every row in memory); scoring streams instead.
+    """
+    from psycopg import sql
+
+    snapshot = _snapshot_date(conn, day)
+    if snapshot is None:
+        raise NoFeaturesError(f"no feature snapshot on or before {day} in {'.'.join(FEATURES_TABLE)}")
+    with conn.cursor() as cur:
+        _numeric_loaders(cur)
+        cur.execute(
+            sql.SQL("select * from {} where as_of_date = %s order by customer_id").format(
+                sql.Identifier(*FEATURES_TABLE)
+            ),
+            (snapshot,),
+        )
+        names = [d.name for d in cur.description]
+        numeric = {d.name for d in cur.description if d.type_code in _NUMERIC_OIDS}
+        return snapshot, _frame(cur.fetchall(), names, numeric)
+
+
+def _check_columns(conn, needed: list[str], version: str) -> None:
+    rows = conn.execute(
+        "select column_name from information_schema.columns where table_schema = %s and table_name = %s",
+        FEATURES_TABLE,
+    ).fetchall()
+    present = {r[0] for r in rows}
+    missing = [c for c in needed if c not in present]
+    if missing:
+        raise ValueError(
+            f"champion {version} needs {', '.join(missing)}, not in {'.'.join(FEATURES_TABLE)}:"
+            " retrain it or promote a version trained on the current features"
+        )
+
+
+def _probabilities(model, frame: pd.DataFrame):
+    import numpy as np
+
+    p = np.asarray(model.predict_proba(frame)[:, 1], dtype="float64")
+    if not np.isfinite(p).all():
+        raise ValueError(f"the model returned {int((~np.isfinite(p)).sum())} non-finite probabilities")
+    return np.clip(p, 0.0, 1.0)
+
+
+def score_churn(
+    day: dt.date,
+    *,
+    settings: Settings | None = None,
+    chunk: int = 50_000,
+    name: str = "churn",
+    n_threads: int | None = 1,
+) -> ScoreResult:
+    """Score the customers of the latest feature snapshot on or before ``day`` with the champion.
+
+    ``chunk``: rows fetched, scored and written at a time (bounds memory). ``n_threads``:
+    OpenMP threads of the trees while predicting (1: shared machines; None: every core).
+    Raises :class:`NoFeaturesError` when there is a champion but no snapshot to score, and
+    the registry's errors when the artifact fails its SHA-256 or trust check.
+    """
+    from psycopg import sql
+    from threadpoolctl import threadpool_limits
+
+    from crm.ml.registry import champion, load_artifact
+    from crm.warehouse import connect
+
+    if chunk < 1:
+        raise ValueError("chunk must be at least 1")
+    started = time.perf_counter()
+    with connect("crm_ml", settings=settings) as conn:
+        with conn.transaction():
+            champ = champion(conn, name)
+        if champ is None:
+            return ScoreResult(day, name, None, None, 0, 0, time.perf_counter() - started, NO_CHAMPION)
+        version = champ["version"]
+        numeric, categorical = _features(champ)
+        needed = [*numeric, *categorical]
+        model = load_artifact(champ["artifact_path"], champ["artifact_sha256"])
+        _check_columns(conn, needed, version)
+        conn.commit()
+
+        rows = chunks = 0
+        with conn.transaction():
+            # One scorer per (day, version) at a time: two would both delete, then collide on the key.
+            conn.execute(
+                "select pg_advisory_xact_lock(hashtext('ml.churn_scores:' || %s || ':' || %s))",
+                (day.isoformat(), version),
+            )
+            snapshot = _snapshot_date(conn, day)
+            if snapshot is None:
+                raise NoFeaturesError(
+                    f"no feature snapshot on or before {day} in {'.'.join(FEATURES_TABLE)}: nothing scored"
+                )
+            conn.execute(
+                "delete from ml.churn_scores where as_of_date = %s and model_version = %s", (day, version)
+            )
+            query = sql.SQL("select customer_id, {} from {} where as_of_date = %s").format(
+                sql.SQL(", ").join(map(sql.Identifier, needed)), sql.Identifier(*FEATURES_TABLE)
+            )
+            names = ["customer_id", *needed]
+            with (
+                conn.cursor(name="crm_score_churn", withhold=False) as cursor,
+                conn.cursor() as writer,
+                threadpool_limits(limits=n_threads, user_api="openmp"),
+            ):
+                _numeric_loaders(cursor)
+                cursor.itersize = chunk
+                cursor.execute(query, (snapshot,))
+                while batch := cursor.fetchmany(chunk):
+                    chunks += 1
+                    frame = _frame(batch, names, set(numeric))
+                    p = _probabilities(model, frame[needed])
+                    with writer.copy(
+                        "copy ml.churn_scores (customer_id, as_of_date, churn_probability, model_version)"
+                        " from stdin"
+                    ) as copy:
+                        for customer_id, prob in zip(frame["customer_id"], p.tolist(), strict=True):
+                            copy.write_row((customer_id, day, prob, version))
+                    rows += len(batch)
+                    del batch, frame, p
+    seconds = time.perf_counter() - started
+    message = (
+        f"scored {rows:,} customers of the {snapshot} snapshot as of {day} with {name} {version}"
+        f" in {seconds:.1f} s ({chunks} chunk{'s' if chunks != 1 else ''} of ≤{chunk:,})"
+    )
+    return ScoreResult(day, name, version, snapshot, rows, chunks, seconds, message)
