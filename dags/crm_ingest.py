@@ -27,6 +27,7 @@ import datetime as dt
 from airflow.sdk import Asset, CronDataIntervalTimetable, TaskGroup, dag, task
 
 from crm.dag_defaults import default_args
+from crm.dates import BANK_TZ
 from crm.feeds import load_registry
 from crm.quality.tasks import RAW_DAY_PASSED
 
@@ -73,7 +74,7 @@ def feed_group(feed_name: str) -> TaskGroup:
 
 @dag(
     dag_id="crm_ingest",
-    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="Asia/Shanghai"),
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone=BANK_TZ.key),
     start_date=dt.datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -56,7 +56,6 @@ LAST_REQUEST_ID = "{{ " + _PLAN + "['last_request_id'] }}"
 DBT_ENV = {
     "CRM_RUN_DATE": RUN_DATE,
     "CRM_TEST_WINDOW_START": TEST_WINDOW_START,
-    "CRM_REPORTING_CURRENCY": get_settings().reporting_currency,
 }
 CONN_ID = "crm_transformer"
 

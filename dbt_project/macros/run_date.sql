@@ -33,9 +33,14 @@
     {{- date_list(query) -}}
 {%- endmacro %}
 
-{#- Local (Asia/Shanghai) wall-clock timestamp -> timestamptz. -#}
+{#- Local wall-clock timestamp (the bank's time zone, var bank_timezone) -> timestamptz. -#}
 {% macro local_to_utc(column) -%}
-    ({{ column }} at time zone 'Asia/Shanghai')
+    ({{ column }} at time zone '{{ var("bank_timezone") }}')
+{%- endmacro %}
+
+{#- A timestamptz -> the bank's local date. -#}
+{% macro local_date(column) -%}
+    ({{ column }} at time zone '{{ var("bank_timezone") }}')::date
 {%- endmacro %}
 
 {#- Filter of an incremental fact: the days to build on a daily run, every day up to the

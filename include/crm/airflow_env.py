@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from crm.dates import BANK_TZ
 from crm.settings import REPO_ROOT, ROLES, Settings, get_settings, private_dir
 
 
@@ -26,7 +27,7 @@ def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DEFAULT_TIMEZONE": "Asia/Shanghai",
+            "AIRFLOW__CORE__DEFAULT_TIMEZONE": BANK_TZ.key,
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),

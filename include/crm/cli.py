@@ -44,7 +44,7 @@ STAGES = {
     ),
     "ml": _Stage(
         "crm.ml.cli",
-        "Churn model: train on a labelled CSV, judge it out of time, save, report and register it.",
+        "Churn model: train on a labelled CSV, judge it out of time, save, report and register it; score a day.",
     ),
 }
 

@@ -1,15 +1,34 @@
-"""Business days: the bank's local day (Asia/Shanghai) a run covers."""
+"""Business days: the bank's local day a run covers.
+
+The bank's time zone is set once, as the dbt var ``bank_timezone`` in
+``dbt_project/dbt_project.yml``; Python reads it from there (no second copy to drift).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-BANK_TZ = ZoneInfo("Asia/Shanghai")
+DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project" / "dbt_project.yml"
+
+
+@lru_cache(maxsize=1)
+def bank_timezone() -> str:
+    """The dbt var ``bank_timezone`` (an IANA name), read without importing dbt or yaml."""
+    for line in DBT_PROJECT.read_text(encoding="utf-8").splitlines():
+        key, _, value = line.strip().partition(":")
+        if key == "bank_timezone":
+            return value.split("#")[0].strip().strip("'\"")
+    raise LookupError(f"{DBT_PROJECT} sets no var bank_timezone")
+
+
+BANK_TZ = ZoneInfo(bank_timezone())
 
 # The same rule as a Jinja template, for operator arguments.
-BUSINESS_DAY_TEMPLATE = "{{ logical_date.in_timezone('Asia/Shanghai').strftime('%Y-%m-%d') }}"
+BUSINESS_DAY_TEMPLATE = "{{ logical_date.in_timezone('" + BANK_TZ.key + "').strftime('%Y-%m-%d') }}"
 
 
 def business_day(context: dict[str, Any]) -> dt.date:

@@ -90,7 +90,6 @@ class Settings(BaseSettings):
         default=None,
         description="dbt's target folder: manifest, compiled SQL, partial parse (default dbt_project/target).",
     )
-    reporting_currency: str = Field(default="HKD", description="Currency TRB and marts are reported in.")
     sensor_timeout_seconds: int | None = Field(
         default=None,
         description="Override every feed's file-sensor timeout (0 = check once; local runs and tests).",

@@ -19,7 +19,7 @@ final as (
         terminal_id,
         branch_id,
         event_time_utc as event_at_utc,
-        (event_time_utc at time zone 'Asia/Shanghai')::date as event_date_local,
+        {{ local_date('event_time_utc') }} as event_date_local,
         customer_id,
         lower(event_type) as event_type,
         amount_minor / 100.0 as amount,

@@ -15,7 +15,7 @@ final as (
         event_id,
         customer_id,
         to_timestamp(event_ts_ms / 1000.0) as event_at_utc,
-        (to_timestamp(event_ts_ms / 1000.0) at time zone 'Asia/Shanghai')::date as event_date_local,
+        {{ local_date('to_timestamp(event_ts_ms / 1000.0)') }} as event_date_local,
         event_type,
         app_version,
         os,

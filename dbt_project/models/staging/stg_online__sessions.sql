@@ -17,7 +17,7 @@ final as (
         session_id,
         customer_id,
         login_at as login_at_utc,
-        (login_at at time zone 'Asia/Shanghai')::date as session_date_local,
+        {{ local_date('login_at') }} as session_date_local,
         extract(epoch from logout_at - login_at)::integer as session_seconds,
         page_views,
         transactions as transactions_made,

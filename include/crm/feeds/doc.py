@@ -1,6 +1,6 @@
 """feeds.md, generated from the feed registry: ``render(load_registry())`` is its whole text.
 
-Every feed's section (file, format, encoding, time zone, key, columns with their types and
+Every feed's section (file, format, encoding, key, columns with their types and
 rules, references) and the reason-code and file-rule lists come from ``registry.yml``; the
 delivery conventions and the sample-bank notes, which the registry does not hold, are the
 hand-written ``NOTES`` below. ``crm feeds doc`` writes the file, ``crm feeds doc --check``
@@ -47,7 +47,7 @@ def _feed_section(feed: Feed) -> list[str]:
             layout.append(f"quote character `{feed.quotechar}`")
         if not feed.header:
             layout.append("no header line")
-    layout += [f"encoding {encoding}", f"times: {feed.timezone}"]
+    layout += [f"encoding {encoding}"]
 
     keys = [f"key: {', '.join(feed.key)}"]
     if feed.pii:
@@ -107,12 +107,12 @@ def _cell(text: str) -> str:
 NOTES = r"""
 ## Delivery
 
-- Landing layout: `<landing>/<feed>/<YYYY-MM-DD>/<file>`; the date is the **business day** in the bank's time zone (Asia/Shanghai).
+- Landing layout: `<landing>/<feed>/<YYYY-MM-DD>/<file>`; the date is the **business day** in the bank's time zone (dbt var `bank_timezone`).
 - One file per feed per day. A CSV day without records still has its header line; an empty JSON Lines file is a day without events.
 - The sample bank also writes `<landing>/_manifests/<day>.json` (file, status, rows, bytes, SHA-256 for every file of the day; see below).
 - CSV: first line is the header (registry column names, any order; unknown extra columns are kept in `_extra`, a column without a name as `_unnamed_<position>`), UTF-8 unless the feed tolerates another encoding (for a whole file written in it: in a file of mixed encodings the lines that are not UTF-8 are `UNDECODABLE`), `\n` line ends (`\r\n` tolerated), a UTF-8 BOM is tolerated. Empty field = null. A record is one physical line. Fields may be quoted as RFC 4180 writes them (quotes doubled inside); a quote inside an unquoted field is kept as a character, as Python's csv module reads it.
 - JSON Lines: one object per line, keys = column names; `null` or a missing key = null; unknown keys kept in `_extra`.
-- Timestamps: `timestamp` = local wall-clock time `YYYY-MM-DD HH:MM:SS` in the feed's time zone (no offset); `timestamptz` = ISO 8601 with `Z` or an offset; mobile events carry epoch milliseconds (UTC). Dates are ISO `YYYY-MM-DD`. Booleans `true`/`false`.
+- Timestamps: `timestamp` = local wall-clock time `YYYY-MM-DD HH:MM:SS` in the bank's time zone (no offset); `timestamptz` = ISO 8601 with `Z` or an offset; mobile events carry epoch milliseconds (UTC). Dates are ISO `YYYY-MM-DD`. Booleans `true`/`false`.
 - Amounts are decimal with a dot, in the record's currency; ATM amounts are **minor units** (fen/cents).
 - `core_customers` and `core_accounts` are **CDC deltas**: the first day carries every row (`change_type` I), later days only new (I) and changed (U) rows; the latest row per key wins.
 

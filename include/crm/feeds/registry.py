@@ -71,7 +71,6 @@ class Feed(BaseModel):
     source: str
     file: str
     format: Literal["csv", "jsonl"]
-    timezone: str
     key: tuple[str, ...]
     columns: tuple[Column, ...]
     depends_on: tuple[str, ...] = ()

@@ -44,7 +44,6 @@ def dbt_env(
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DBT_LOG_PATH": str(settings.home / "logs" / "dbt"),
         "DBT_TARGET_PATH": str(settings.dbt_target),
-        "CRM_REPORTING_CURRENCY": settings.reporting_currency,
     }
 
 
