@@ -22,7 +22,9 @@ Failed tests and stale sources are not retried (the same data fails again); othe
 (a lost connection) are. Stale sources do not stop the build: the marts are built from what
 landed, and the run fails with the sources named.
 
-`gate_mart` then judges the built marts (Great Expectations: one segment per customer, ABC
+`score_churn` scores the day with the champion churn model (`crm.ml.scoring`; no champion:
+nothing scored) and rebuilds the marts that read scores (`source:ml+`), so they carry the
+day's scores. `gate_mart` then judges the built marts (Great Expectations: one segment per customer, ABC
 shares, TRB, segment shares day on day, churn probabilities, customer_360 coverage); a critical
 failure fails the run, so nothing after it runs for that day. `publish` then makes the day
 visible to BI (write-audit-publish: a row-level security policy on every day-grained mart
@@ -152,7 +154,25 @@ def crm_transform() -> None:
         publish_day(dt.date.fromisoformat(env["CRM_RUN_DATE"]), context["run_id"])
         return env["CRM_RUN_DATE"]
 
-    built = plan_run() >> dbt_build(DBT_ENV)
+    @task
+    def score_churn(env: dict) -> dict:
+        import datetime as dt
+
+        from airflow.sdk import Connection
+
+        from crm.ml.scoring import score_churn as score
+        from crm.transform import run_dbt
+
+        result = score(dt.date.fromisoformat(env["CRM_RUN_DATE"]))
+        if result.scored and result.rows:  # the marts that read scores take today's
+            run_dbt(
+                ["build", "--select", "source:ml+", "--exclude-resource-type", "unit_test"],
+                connection_url=Connection.get(CONN_ID).get_uri(),
+                extra_env=env,
+            )
+        return {"model_version": result.model_version, "rows": result.rows, "message": result.message}
+
+    built = plan_run() >> dbt_build(DBT_ENV) >> score_churn(DBT_ENV)
     passed = built >> gate_mart(DBT_ENV)
     passed >> mark_reprocessed(LAST_REQUEST_ID, DBT_ENV)
     passed >> publish(DBT_ENV) >> write_report(DBT_ENV)
