@@ -3,7 +3,7 @@
 Writes ``var/bench/results.json`` and prints a table. Each section measures the real
 component on generated data; nothing here is asserted, it is reported.
 
-    python -m crm.bench [--customers 100000] [--sections generator,ingest,dbt,dags,gates]
+    python -m crm.bench [--customers 100000] [--sections generator,ingest,dbt,dags,gates,dag_stage]
 """
 
 from __future__ import annotations
@@ -489,12 +489,21 @@ def gates_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def bench_dag_stage(customers: int, work: Path, dag_customers: int = 20_000) -> dict[str, Any]:
+    """crm_transform's dbt stage against a plain `crm dbt build --date D` of the same day, side
+    by side on copies of one warehouse (crm.transform.bench.bench_dag_stage)."""
+    from crm.transform.bench import bench_dag_stage as measure
+
+    return measure(customers=dag_customers, work=work / "dag_stage")
+
+
 SECTIONS = {
     "generator": bench_generator,
     "ingest": bench_ingest,
     "dbt": bench_dbt,
     "dags": bench_dags,
     "gates": bench_gates,
+    "dag_stage": bench_dag_stage,
 }
 
 
@@ -514,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
         default=100_000,
         help="bank size of the 90-day dbt bench: the ingest bench's bank (about 10 min; 20000: 3 min)",
     )
+    parser.add_argument(
+        "--dag-customers", type=int, default=20_000, help="bank size of the dbt-stage-in-Airflow bench"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     settings = get_settings()
@@ -528,11 +540,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.sections.split(","):
         fn = SECTIONS[name.strip()]
         started = time.perf_counter()
-        extra = {"generator": {"big": args.generator_customers}, "dbt": {"dbt_customers": args.dbt_customers}}
-        try:
-            report[name] = fn(args.customers, work, **extra.get(name, {}))
-        except ModuleNotFoundError as err:
-            report[name] = {"skipped": f"stage not built yet ({err.name})"}
+        extra = {
+            "generator": {"big": args.generator_customers},
+            "dbt": {"dbt_customers": args.dbt_customers},
+            "dag_stage": {"dag_customers": args.dag_customers},
+        }
+        report[name] = fn(args.customers, work, **extra.get(name, {}))
         report[name]["wall_s"] = round(time.perf_counter() - started, 1)
         print(f"== {name}: {json.dumps(report[name], indent=1)}")
     report["peak_rss_mib_bench_process"] = round(peak_rss_mib())
