@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, Param, dag, task
 
 from crm.dag_defaults import default_args
 from crm.quality.tasks import RAW_DAY_PASSED
@@ -78,6 +78,18 @@ DEFAULT_ARGS = default_args(
     default_args=DEFAULT_ARGS,
     doc_md=__doc__,
     tags=["crm", "transformation", "dbt"],
+    # The "Trigger DAG" form of the UI (and the REST API's conf): a day to rebuild by hand.
+    params={
+        "business_day": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Business day to build (YYYY-MM-DD). Empty: the day the asset event names.",
+        ),
+        "full_refresh": Param(
+            False, type="boolean", description="Rebuild every incremental mart from all history."
+        ),
+    },
 )
 def crm_transform() -> None:
     @task
@@ -87,6 +99,8 @@ def crm_transform() -> None:
         from crm.dates import business_day
         from crm.transform import plan_build
 
+        if context["params"].get("business_day"):  # asked for in the trigger form
+            return plan_build(dt.date.fromisoformat(context["params"]["business_day"]))
         events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
         named = [e.extra["business_day"] for e in events if (e.extra or {}).get("business_day")]
         if named:  # built on the day the asset event names (the latest, if several queued)
@@ -108,7 +122,12 @@ def crm_transform() -> None:
         log_dir = settings.home / "logs" / "dbt" / "crm_transform" / run / f"try_{ti.try_number}"
         plan = {"run_date": env["CRM_RUN_DATE"], "test_window_start": env["CRM_TEST_WINDOW_START"]}
         try:
-            return daily_stage(plan, log_dir=log_dir, connection_url=Connection.get(CONN_ID).get_uri())
+            return daily_stage(
+                plan,
+                log_dir=log_dir,
+                connection_url=Connection.get(CONN_ID).get_uri(),
+                full_refresh=bool(context["params"].get("full_refresh")),
+            )
         except DbtStageError as err:
             if err.data_failure:
                 raise AirflowFailException(str(err)) from None

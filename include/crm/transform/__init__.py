@@ -261,8 +261,10 @@ def daily_stage(
     connection_url: str | None = None,
     settings: Settings | None = None,
     base_url: str | None = None,
+    full_refresh: bool = False,
 ) -> dict:
-    """crm_transform's dbt stage: source freshness, then one ``dbt build`` of the project.
+    """crm_transform's dbt stage: source freshness, then one ``dbt build`` of the project
+    (``full_refresh``: every incremental mart rebuilt from all history).
 
     One dbt process for every node (dbt starts once, ~2 s, instead of once per node). The
     build is the one ``crm dbt build --date`` runs: seeds, snapshots, models and every data
@@ -293,7 +295,11 @@ def daily_stage(
     counts: dict[str, dict[str, int]] = {}
     steps = (
         ("source freshness", ["source", "freshness"], "sources.json"),
-        ("build", ["build", "--exclude-resource-type", "unit_test"], "run_results.json"),
+        (
+            "build",
+            ["build", "--exclude-resource-type", "unit_test", *(["--full-refresh"] if full_refresh else [])],
+            "run_results.json",
+        ),
     )
     with _environment(env):
         for step, args, artefact in steps:
