@@ -64,6 +64,11 @@ def standalone(
     env = airflow_environ(settings)
     env["AIRFLOW__API__HOST"] = host
     env["AIRFLOW__API__PORT"] = str(port)
+    # The task runner calls the execution API at http://localhost:8080 unless told: on any
+    # other port every task failed with "connection refused".
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    env["AIRFLOW__API__BASE_URL"] = f"http://{local}:{port}"
+    env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://{local}:{port}/execution/"
     protect_password_file(env)
     exe = Path(sys.executable).with_name("airflow")
     return [str(exe), "standalone"], env

@@ -210,5 +210,7 @@ def test_airflow_binds_loopback_unless_told_and_its_password_file_is_owner_only(
     ((path, argv, env),) = calls
     assert argv == [path, "standalone"]
     assert env["AIRFLOW__API__HOST"] == host and env["AIRFLOW__API__PORT"] == "8093"
+    # Tasks reach the execution API on the port the server listens on, not Airflow's 8080.
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8093/execution/"
     assert umasks == [0o077]
     assert _mode(passwords) == 0o600
