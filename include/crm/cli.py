@@ -12,6 +12,7 @@ from typing import Annotated, Any, NamedTuple
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from crm.cli_options import Day, FirstDay, LastDay
 from crm.dates import days_from_options, parse_day
 from crm.logs import setup_logging
 
@@ -224,15 +225,9 @@ def airflow_cmd(
 
 @app.command("run")
 def run_cmd(
-    date: Annotated[
-        dt.date | None, typer.Option("--date", parser=parse_day, help="Business day to run (YYYY-MM-DD).")
-    ] = None,
-    from_: Annotated[
-        dt.date | None, typer.Option("--from", parser=parse_day, help="First day of a range.")
-    ] = None,
-    to: Annotated[
-        dt.date | None, typer.Option("--to", parser=parse_day, help="Last day of a range (inclusive).")
-    ] = None,
+    date: Day = None,
+    from_: FirstDay = None,
+    to: LastDay = None,
 ) -> None:
     """Run the daily pipeline in-process (airflow dags test) for one day or a range."""
     from crm.orchestrate import run_days

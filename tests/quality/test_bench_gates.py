@@ -3,7 +3,7 @@ gate's warm-up, as a share of that day's load (figures reported, speed not asser
 
 from __future__ import annotations
 
-from crm.bench import bench_gates, gates_table
+from crm.quality.bench import bench_gates, gates_table
 
 
 def test_gates_bench_reports_load_gates_docs_and_slowest_suites(warehouse, tmp_path):

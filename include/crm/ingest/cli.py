@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from crm.dates import days_from_options, parse_day
+from crm.cli_options import Day, FirstDay, LastDay
+from crm.dates import days_from_options
 
 app = typer.Typer()
 
 
 @app.command()
 def ingest(
-    date: Annotated[
-        dt.date | None, typer.Option("--date", parser=parse_day, help="Business day (YYYY-MM-DD).")
-    ] = None,
-    from_: Annotated[
-        dt.date | None, typer.Option("--from", parser=parse_day, help="First day of a range.")
-    ] = None,
-    to: Annotated[
-        dt.date | None, typer.Option("--to", parser=parse_day, help="Last day of a range (inclusive).")
-    ] = None,
+    date: Day = None,
+    from_: FirstDay = None,
+    to: LastDay = None,
     feed: Annotated[list[str] | None, typer.Option(help="Only these feeds (repeatable).")] = None,
     landing: Annotated[Path | None, typer.Option(help="Landing folder (default CRM_LANDING_DIR).")] = None,
     force: Annotated[bool, typer.Option(help="Reload even if the same file was loaded.")] = False,
