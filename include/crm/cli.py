@@ -36,6 +36,10 @@ STAGES = {
         "crm.ingest.cli",
         "Load channel files for a day or range into raw / quarantine, with the load audit.",
     ),
+    "history": _Stage(
+        "crm.history",
+        "Load a range of days with the real loader and build the warehouse once over them (ML history).",
+    ),
     "dbt": _Stage("crm.transform.cli", "dbt: the customer warehouse and CRM marts."),
     "feeds": _Stage("crm.feeds.cli", "The feed registry (include/crm/feeds/registry.yml)."),
     "dq": _Stage("crm.quality.cli", "Data-quality gates (Great Expectations): run, docs, suites."),
@@ -47,6 +51,7 @@ STAGES = {
         "crm.ml.cli",
         "Churn model: train on a labelled CSV, judge it out of time, save, report and register it; score a day.",
     ),
+    "rm": _Stage("crm.rm", "Relationship-manager logins: each RM sees only their own customers."),
 }
 
 

@@ -62,15 +62,44 @@ def _register(result, artifact, version: str, name: str) -> str:
         return str(register_churn(conn, result, artifact, version, name=name))
 
 
+def _warehouse_frame(label, id_column, time_column, gap_periods):
+    """The warehouse's training frame and its columns (crm.ml.training_data); the options
+    given override its defaults. Exits 2 when no warehouse or no labelled snapshot."""
+    from crm.ml.training_data import horizon_gap_periods, read_training_frame
+
+    available, why = _warehouse()
+    if not available:
+        typer.echo(f"cannot train from the warehouse: {why} (or give --csv)", err=True)
+        raise typer.Exit(2)
+    data = read_training_frame()
+    if data.frame.empty:
+        typer.echo("cannot train: no labelled snapshot in the warehouse (crm history builds one)", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"training data from the warehouse: {data.describe()}")
+    return (
+        data.frame,
+        label or data.label,
+        id_column or data.id_column,
+        time_column or data.time_column,
+        horizon_gap_periods() if gap_periods is None else gap_periods,
+    )
+
+
 @train_app.command("churn")
 def churn_cmd(
     csv: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            "--csv", exists=True, dir_okay=False, help="Labelled extract: one row per customer (and period)."
+            "--csv",
+            exists=True,
+            dir_okay=False,
+            help="Labelled extract: one row per customer (and period). Default: the warehouse's"
+            " features and labels (marts.ml_features_customer_monthly, marts.ml_churn_labels).",
         ),
-    ],
-    label: Annotated[str, typer.Option("--label", help="0/1 churn label column (1 = churned).")],
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="0/1 churn label column (1 = churned); needed with --csv.")
+    ] = None,
     id_column: Annotated[
         str | None, typer.Option("--id", help="Customer id column (never a feature).")
     ] = None,
@@ -90,7 +119,13 @@ def churn_cmd(
     test_periods: Annotated[
         int | None, typer.Option(help="Latest periods in the test set (default: enough for 20% of rows).")
     ] = None,
-    gap_periods: Annotated[int, typer.Option(help="Periods left out between training and test.")] = 0,
+    gap_periods: Annotated[
+        int | None,
+        typer.Option(
+            help="Periods left out between training and test (default: 0 with --csv; from the warehouse,"
+            " the months the label horizon spans)."
+        ),
+    ] = None,
     calibration: Annotated[str, typer.Option(help="auto, isotonic or sigmoid.")] = "auto",
     max_iter: Annotated[int, typer.Option(help="Boosting iterations per tree ensemble.")] = 200,
     sep: Annotated[str, typer.Option(help="CSV delimiter.")] = ",",
@@ -100,9 +135,12 @@ def churn_cmd(
         bool, typer.Option(help="Register the version when a warehouse is available.")
     ] = True,
 ) -> None:
-    """Train the churn model on a labelled CSV; write its artifact and HTML report; register it.
+    """Train the churn model on the warehouse's labelled snapshots (or a labelled CSV); write
+    its artifact and HTML report; register it.
 
-    Prints the test metrics of the model beside the baseline's. With a warehouse (WAREHOUSE_URL,
+    Without --csv the frame is every customer-month whose label horizon has elapsed
+    (crm.ml.training_data, read as crm_ml), split out of time by month with a gap of the
+    horizon's months. Prints the test metrics of the model beside the baseline's. With a warehouse (WAREHOUSE_URL,
     or the embedded one running) the version goes to ml.model_versions and the promotion rule
     decides whether it becomes champion; without one it is trained and reported only.
     """
@@ -114,7 +152,15 @@ def churn_cmd(
 
     if baseline and len(baseline) > 2:
         raise typer.BadParameter("at most two baseline columns", param_hint="'--baseline'")
-    frame = read_csv(csv, time_column, sep=sep)
+    if csv is not None:
+        if label is None:
+            raise typer.BadParameter("--csv needs --label", param_hint="'--label'")
+        frame = read_csv(csv, time_column, sep=sep)
+        gap_periods = gap_periods or 0
+    else:
+        frame, label, id_column, time_column, gap_periods = _warehouse_frame(
+            label, id_column, time_column, gap_periods
+        )
     try:
         result = train(
             frame,
