@@ -74,6 +74,10 @@ def feed_group(feed_name: str) -> TaskGroup:
 
 @dag(
     dag_id="crm_ingest",
+    # One run per local business day of the bank (dbt var bank_timezone): the logical date is
+    # 00:00 local of the day, so `airflow backfill create --from-date A --to-date B` makes one
+    # run per past day (Airflow 3's backfill works whatever catchup says). catchup stays off:
+    # on, the scheduler would create every day since start_date on a fresh deployment.
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone=BANK_TZ.key),
     start_date=dt.datetime(2026, 1, 1),
     catchup=False,

@@ -42,6 +42,7 @@ import datetime as dt
 
 from airflow.sdk import Asset, Param, dag, task
 
+from crm.alerts import publish_deadline_alert
 from crm.dag_defaults import default_args
 from crm.quality.tasks import RAW_DAY_PASSED
 from crm.settings import get_settings
@@ -74,7 +75,12 @@ DEFAULT_ARGS = default_args(
     schedule=[Asset(RAW_DAY_PASSED)],
     start_date=dt.datetime(2026, 1, 1),
     catchup=False,
+    # One run at a time: the incremental marts build each day on top of the previous one, so
+    # days must be built in order; two runs would interleave on the same incremental tables.
     max_active_runs=1,
+    # Marts published by 07:00 local on the day after the business day (CRM_PUBLISH_DEADLINE);
+    # a missed deadline goes to the alert channels.
+    deadline=publish_deadline_alert(),
     default_args=DEFAULT_ARGS,
     doc_md=__doc__,
     tags=["crm", "transformation", "dbt"],

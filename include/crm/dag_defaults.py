@@ -1,11 +1,15 @@
-"""Defaults shared by every DAG: owner, retries with exponential backoff, timeouts, alerts."""
+"""Defaults shared by every DAG: owner, retries with exponential backoff, timeouts, alerts.
+
+``on_failure_callback`` is the list of configured notifiers (``crm.alerts``): Airflow calls
+each one with the failed task's context, so every channel gets one message per failure.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from crm.alerts import on_task_failure
+from crm.alerts import notifiers
 
 OWNER = "crm-data-engineering"
 
@@ -23,5 +27,5 @@ def default_args(
         "retry_exponential_backoff": True,
         "max_retry_delay": max_retry_delay,
         "execution_timeout": execution_timeout,
-        "on_failure_callback": on_task_failure,
+        "on_failure_callback": notifiers(),
     }
