@@ -135,6 +135,8 @@ def test_churn_rate_in_band_and_churners_show_precursors(bank):
     assert 0.08 <= annual <= 0.18, f"annualised churn {annual:.1%} (configured ANNUAL_CHURN 12 %)"
     assert set(churned["churn_type"]) == {"closure", "silent"}
     # Logins in the 30 days before churn versus 60-90 days before, for churners with a full window.
+    # On aggregate only: precursor strength varies per churner and about a quarter leave with no
+    # warning (crm.generator.fate), so the drop is real but far from the old fixed 85 %.
     mobile = read_feed(bank / "landing", "mobile_events")
     mobile = mobile[mobile["event_type"] == "login"]
     mobile["day"] = pd.to_datetime(mobile["event_ts_ms"], unit="ms").dt.date
@@ -146,7 +148,7 @@ def test_churn_rate_in_band_and_churners_show_precursors(bank):
         days = mobile.loc[mobile["customer_id"] == cid, "day"]
         recent += ((days >= c - dt.timedelta(days=30)) & (days < c)).sum()
         earlier += ((days >= c - dt.timedelta(days=90)) & (days < c - dt.timedelta(days=60))).sum()
-    assert recent < 0.6 * earlier, f"logins before churn: {recent} (last 30 d) vs {earlier} (60-90 d before)"
+    assert recent < 0.85 * earlier, f"logins before churn: {recent} (last 30 d) vs {earlier} (60-90 d before)"
     # Balances drain before they leave (asset balances, summed per day, in account currency).
     accounts = read_feed(bank / "landing", "core_accounts").drop_duplicates("account_id")
     owner = accounts.set_index("account_id")["customer_id"]
@@ -164,10 +166,16 @@ def test_churn_rate_in_band_and_churners_show_precursors(bank):
         earlier_bal.append(
             mine[(when >= c - dt.timedelta(days=90)) & (when < c - dt.timedelta(days=60))].mean()
         )
-    assert np.nansum(recent_bal) < 0.8 * np.nansum(earlier_bal), "balances fall before churn"
-    complaints = read_feed(bank / "landing", "complaints")
-    churner_rate = complaints["customer_id"].isin(churned["customer_id"]).mean()
-    assert churner_rate > len(churned) / len(truth) * 2, "churners complain more than their share"
+    # Only churners with precursors draw down, as often as their strength says, so the fall
+    # is smaller than the 20 % every churner's draw-downs used to give (it was 0.8).
+    assert np.nansum(recent_bal) < np.nansum(earlier_bal), "balances fall before churn"
+    # Complaints, in writing or by phone: precursor signals scale with each churner's strength, so
+    # the complaints feed alone (about 70 rows here) is too small a sample to show it.
+    complaints = read_feed(bank / "landing", "complaints")["customer_id"]
+    calls = read_feed(bank / "landing", "contact_calls")
+    complainers = pd.concat([complaints, calls.loc[calls["reason"] == "complaint", "customer_id"]])
+    churner_rate = complainers.isin(churned["customer_id"]).mean()
+    assert churner_rate > len(churned) / len(truth) * 1.5, "churners complain more than their share"
 
 
 def test_ledger_entries_are_visible_in_the_files(faulted_bank, tmp_path):

@@ -2,9 +2,8 @@
 
 Every customer has hidden traits (value potential from demographics, loyalty,
 channel preference, service sensitivity, satisfaction) and a pre-drawn fate (churn
-day and type). Each simulated day turns those traits into the channel systems'
-records. Churners show signals in the 90 days before they leave: falling balances
-and logins, more complaints and calls that are not resolved, longer queues.
+day and type, and how much of it shows beforehand: :mod:`crm.generator.fate`).
+Each simulated day turns those traits into the channel systems' records.
 
 State lives in numpy arrays (one slot per customer / account), so a million
 customers fit in a few hundred MB and a day costs time linear in the customers.
@@ -19,11 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from crm.generator import people
+from crm.generator import fate, people
 from crm.generator.reference import Reference
 
-PRECURSOR_DAYS = 90
-ANNUAL_CHURN = 0.12  # DOMAIN.md: 10-15 % a year (closure plus silent)
 ANNUAL_GROWTH = 0.14  # new customers a year, as a share of the book
 OCCUPATIONS = np.array(
     [
@@ -130,8 +127,7 @@ class Bank:
             ("p_branch", np.float32),
             ("sensitivity", np.float32),
             ("sat", np.float32),
-            ("churn_day", np.int32),
-            ("churn_type", np.int8),
+            *fate.FIELDS,
             ("status", np.int8),
             ("quadrant", np.int8),
             ("area", np.int32),  # area code of the resident id: fixed at birth, not by moves
@@ -210,18 +206,14 @@ class Bank:
         a["sensitivity"][idx] = rng.beta(2, 3, k)
         a["sat"][idx] = rng.normal(0.0, 0.45, k)
         a["status"][idx] = 0  # 0 active, 1 dormant, 2 closed
-        # Fate: churn day (days after start) and type; loyal customers leave less.
-        hazard = ANNUAL_CHURN / 365 * (1.8 - 1.4 * loyalty) * (0.7 + 0.6 * a["sensitivity"][idx])
-        # New customers stay at least 60 days before they can leave.
-        first = (
-            0
-            if initial
-            else int((np.datetime64(day.isoformat()) - np.datetime64(self.start.isoformat())).astype(int))
-            + 60
+        # Fate: churn day and type, then how (and whether) it shows beforehand.
+        d = (day - self.start).days
+        first = 0 if initial else d + fate.FIRST_CHURN_AFTER
+        a["churn_day"][idx], a["churn_type"][idx] = fate.draw_churn(
+            rng, loyalty, a["sensitivity"][idx], first
         )
-        wait = rng.geometric(np.clip(hazard, 1e-6, 1), k)
-        a["churn_day"][idx] = np.where(first + wait < 10**6, first + wait, 10**6).astype(np.int32)
-        a["churn_type"][idx] = np.where(rng.random(k) < 0.45, 1, 2)  # 1 closure, 2 silent
+        for name, values in fate.draw_behaviour(self.seed, d, a["churn_day"][idx], first).items():
+            a[name][idx] = values
         # Word of mouth: referrers are current customers, the loyal ones more often.
         referred = rng.random(k) < (0.03 + 0.05 * loyalty if initial else 0.08 + 0.1 * loyalty)
         pool = np.flatnonzero(a["status"][: self.n - k] < 2)
@@ -354,19 +346,20 @@ class Bank:
             new_accounts = np.arange(self.na)
         n = self.n
         alive = a["status"][:n] < 2
-        to_churn = a["churn_day"][:n] - d  # days until churn
-        pre = np.clip(1 - to_churn / PRECURSOR_DAYS, 0, 1) * (to_churn > 0)  # 0..1 in the window
-        churn_today = (to_churn == 0) & alive
-        activity = np.where(to_churn <= 0, 0.03, 1 - 0.85 * pre) * alive
+        sig = fate.signals(a, n, d, alive)
+        fate.next_spells(self.seed, a, n, d)
+        churn_today = (sig.to_churn == 0) & alive
+        # What the systems see of a coming churn: 0 for no-warning churners and stayers.
+        activity, pre = sig.activity, sig.signal
         changed = self._customer_changes(rng, d, day, churn_today, new_ids)
         for ids in _chunks(np.arange(n) if d == 0 else changed):
             yield "core_customers", self._customers_frame(ids, day, d, new_ids)
-        closed = self._account_changes(rng, day, churn_today, pre)
+        closed = self._account_changes(day, churn_today)
         new_set = new_accounts
         for ids in _chunks(np.union1d(new_accounts, closed)):
             yield "core_accounts", self._accounts_frame(ids, day, d, new_set)
         yield "fx_rates", self._fx_frame(rng, day)
-        postings = self._transactions(rng, d, day, activity, pre, churn_today, new_accounts, closed)
+        postings = self._transactions(rng, d, day, sig, churn_today, new_accounts, closed)
         for frame in _frames(postings):
             yield "core_transactions", frame
         for chunk in self._balances_frames(day):
@@ -391,7 +384,7 @@ class Bank:
             del produced
         yield "complaints", self._complaints(rng, d, day, pre, alive)
         yield "surveys", self._surveys(rng, d, day, touched, pre)
-        campaigns = self._campaigns(rng, d, day, alive)
+        campaigns = self._campaigns(rng, d, day, alive, pre)
         np.add.at(
             self.margin[:, self._month(d)],
             _cidx(campaigns["customer_id"]),
@@ -404,11 +397,7 @@ class Bank:
     def _customer_changes(self, rng, d, day, churn_today, new_ids) -> np.ndarray:
         a = self.arrays
         n = self.n
-        closure = churn_today & (a["churn_type"][:n] == 1)
-        a["status"][:n][closure] = 2
-        # Silent leavers stop using the bank; the core marks them dormant after ~60 quiet days.
-        dormant = (a["churn_type"][:n] == 2) & (a["churn_day"][:n] == d - 60) & (a["status"][:n] == 0)
-        a["status"][:n][dormant] = 1
+        closure, dormant = fate.exits(a, n, d, churn_today)
         # A few ordinary changes: income revised, moved to another city, new RM.
         alive = a["status"][:n] < 2
         revised = (rng.random(n) < 0.0004) & alive
@@ -467,7 +456,7 @@ class Bank:
             }
         )
 
-    def _account_changes(self, rng, day, churn_today, pre) -> np.ndarray:
+    def _account_changes(self, day, churn_today) -> np.ndarray:
         c = self.acc
         na = self.na
         owner = c["owner"][:na]
@@ -543,14 +532,15 @@ class Bank:
         primary[c["owner"][dep][::-1]] = dep[::-1]
         return primary
 
-    def _transactions(self, rng, d, day, activity, pre, churn_today, new_accounts, closed) -> dict:
+    def _transactions(self, rng, d, day, sig: fate.Signals, churn_today, new_accounts, closed) -> dict:
         """The day's postings, applied to the balances: every account's end-of-day balance is
         the previous one plus its credits (C) minus its debits (D), to the cent. ``amount`` is
         what moves the balance (a transfer's ``fee`` is the bank's charge within it)."""
         a = self.arrays
         n = self.n
         primary = self._primary_account()
-        lam = (0.35 + 0.9 * a["loyalty"][:n]) * activity * (primary >= 0)
+        pre = sig.signal
+        lam = (0.35 + 0.9 * a["loyalty"][:n]) * sig.activity * (primary >= 0)
         count = rng.poisson(lam)
         who = np.repeat(np.arange(n), count)
         # Silent leavers move most of their money to another bank on their churn day.
@@ -589,7 +579,7 @@ class Bank:
         )
         acct = primary[who]
         mcc = np.where(txn_type == "card_purchase", MCCS[rng.integers(0, len(MCCS), m)], "")
-        extra = self._account_postings(rng, d, day, pre, churn_today, silent, new_accounts, closed)
+        extra = self._account_postings(rng, d, day, sig, churn_today, silent, new_accounts, closed)
         acct = np.concatenate([acct, extra["acct"]]).astype(np.int64)
         txn_type = np.concatenate([txn_type, extra["txn_type"]])
         amount = np.concatenate([amount, extra["amount"]])
@@ -640,7 +630,7 @@ class Bank:
             }
         )
 
-    def _account_postings(self, rng, d, day, pre, churn_today, silent, new_accounts, closed) -> dict:
+    def _account_postings(self, rng, d, day, sig, churn_today, silent, new_accounts, closed) -> dict:
         """Postings that follow from the accounts themselves rather than from a customer's
         day: opening amounts of new accounts, pay-outs of closed ones, silent leavers'
         outflows, churners' draw-downs, and month-end interest, fees and loan repayments."""
@@ -686,15 +676,12 @@ class Bank:
             j = np.flatnonzero(leaving[owner] & asset & open_ & (bal > 0))
             banks = OTHER_BANKS[rng.integers(0, len(OTHER_BANKS), len(j))]
             add(j, "transfer_out", bal[j] * 0.9, "D", "online", banks)
-        # Churners in their last 90 days draw their assets down, often to a competitor.
-        p = pre[owner]
-        drawing = np.flatnonzero(
-            asset & open_ & (bal > 0) & (p > 0) & ~churn_today[owner] & (rng.random(na) < 0.25)
-        )
+        # Churners in their warning window draw their assets down, often to a competitor.
+        drawing, share = fate.drawdowns(rng, sig, owner, asset & open_ & (bal > 0) & ~churn_today[owner])
         banks = np.where(
             rng.random(len(drawing)) < 0.5, OTHER_BANKS[rng.integers(0, len(OTHER_BANKS), len(drawing))], ""
         )
-        add(drawing, "transfer_out", bal[drawing] * 0.08 * p[drawing], "D", "mobile", banks)
+        add(drawing, "transfer_out", bal[drawing] * share, "D", "mobile", banks)
         # Month end: interest on deposits and loans, product fees, loan repayments.
         if (day + dt.timedelta(days=1)).day == 1:
             rate = np.array([self.fx[x] for x in CURRENCIES])[c["currency"][:na]]
@@ -1014,9 +1001,9 @@ class Bank:
             }
         )
 
-    def _campaigns(self, rng, d, day, alive) -> pd.DataFrame:
+    def _campaigns(self, rng, d, day, alive, pre) -> pd.DataFrame:
         """Contacts from the campaigns in ref_campaigns.csv; loyal customers respond more,
-        customers on their way out hardly at all. A conversion opens the offered product
+        customers showing churn precursors less. A conversion opens the offered product
         the next day (cross-sell)."""
         a = self.arrays
         camps = self.ref.campaigns
@@ -1026,8 +1013,7 @@ class Bank:
         pick = rng.choice(len(camps), m, p=reach / reach.sum())
         base = np.array([float(c["base_response"]) for c in camps])[pick]
         uplift = np.array([float(c["loyal_uplift"]) for c in camps])[pick]
-        leaving = a["churn_day"][who] - d <= PRECURSOR_DAYS
-        responded = rng.random(m) < np.where(leaving, 0.3, 1) * (base + uplift * a["loyalty"][who])
+        responded = rng.random(m) < (1 - 0.7 * pre[who]) * (base + uplift * a["loyalty"][who])
         converted = responded & (rng.random(m) < 0.35)
         offered = np.array([c["offered_product_code"] for c in camps])[pick]
         codes = self.ref.product_codes
@@ -1089,15 +1075,7 @@ class Bank:
     def truth_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         a = self.arrays
         n = self.n
-        churn_day = a["churn_day"][:n]
-        churned = churn_day < self.days
-        churn_date = np.where(
-            churned,
-            np.datetime_as_string(
-                np.datetime64(self.start.isoformat()) + churn_day.clip(max=self.days).astype("timedelta64[D]")
-            ),
-            "",
-        )
+        churn_date, churn_type = fate.truth(a, n, self.start, self.days)
         pref = np.stack([a["p_mobile"][:n], a["p_online"][:n], a["p_atm"][:n], a["p_branch"][:n]], axis=1)
         customers = pd.DataFrame(
             {
@@ -1108,9 +1086,7 @@ class Bank:
                 "channel_preference": np.array(["mobile", "online", "atm", "branch"])[pref.argmax(axis=1)],
                 "service_sensitivity": np.round(a["sensitivity"][:n], 4),
                 "churn_date": churn_date,
-                "churn_type": np.where(
-                    churned, np.array(["none", "closure", "silent"])[a["churn_type"][:n]], "none"
-                ),
+                "churn_type": churn_type,
                 "onboarding_date": np.datetime_as_string(a["onboard"][:n]),
             }
         )
