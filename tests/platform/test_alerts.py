@@ -322,3 +322,83 @@ def test_crm_ingest_runs_once_per_local_business_day(project_dags):
     assert ingest["timetable"] == "CronDataIntervalTimetable"
     assert ingest["timezone"] == bank_timezone()  # the dbt var bank_timezone
     assert ingest["max_active_runs"] == 1
+
+
+# --- under Airflow's scheduler models: the DAGs serialized into the metadata DB -------------
+
+DEADLINE_ROWS = r"""
+import datetime as dt, json
+from zoneinfo import ZoneInfo
+from sqlalchemy import select
+from airflow.models.dagbag import DBDagBag
+from airflow.models.deadline import Deadline
+from airflow.utils.session import create_session
+from airflow.utils.state import DagRunState
+from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+tz = ZoneInfo(__import__("os").environ["AIRFLOW__CORE__DEFAULT_TIMEZONE"])
+day = dt.datetime(2026, 1, 5, tzinfo=tz)  # a run of business day 2026-01-05: 00:00 local
+out = {}
+with create_session() as session:
+    dag = DBDagBag().get_latest_version_of_dag("crm_transform", session=session)
+    for kind, logical in (("dated", day), ("asset_triggered", None)):
+        run = dag.create_dagrun(  # as the scheduler does; creating the run creates its deadline
+            run_id=f"probe_{kind}", logical_date=logical,
+            data_interval=(logical, logical + dt.timedelta(days=1)) if logical else None,
+            run_after=logical or day + dt.timedelta(hours=25),
+            run_type=DagRunType.MANUAL if logical else DagRunType.ASSET_TRIGGERED,
+            triggered_by=DagRunTriggeredByType.TEST, state=DagRunState.QUEUED, session=session)
+        session.flush()
+        rows = session.scalars(select(Deadline).where(Deadline.dagrun_id == run.id))
+        out[kind] = [d.deadline_time.astimezone(tz).isoformat() for d in rows]
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def serialized(airflow_env) -> dict[str, str]:
+    """The project's DAGs parsed and stored as the DAG processor does (airflow dags reserialize)."""
+    from crm.settings import get_settings
+
+    env = {
+        **airflow_env,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "CRM_DBT_TARGET_DIR": str(get_settings().dbt_target),
+    }
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "dags", "reserialize"], env=env, check=True, capture_output=True, timeout=300)
+    return env
+
+
+def test_the_deadline_of_a_business_day_is_0700_local_the_next_day(serialized):
+    proc = subprocess.run(
+        [sys.executable, "-c", DEADLINE_ROWS], env=serialized, capture_output=True, text=True, timeout=180
+    )
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), None)
+    assert line, proc.stderr[-3000:]
+    rows = json.loads(line[len("RESULT") :])
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    at_seven = dt.datetime(2026, 1, 6, 7, tzinfo=ZoneInfo(bank_timezone()))  # bank's local time
+    assert rows["dated"] == [at_seven.isoformat()]
+    # Airflow 3 gives asset-triggered runs no logical date, so no deadline (docs/alerts.md).
+    assert rows["asset_triggered"] == []
+
+
+def test_airflow_backfill_makes_one_crm_ingest_run_per_local_day(serialized):
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    proc = subprocess.run(
+        [airflow, "backfill", "create", "--dag-id", "crm_ingest", "--from-date", "2026-01-05",
+         "--to-date", "2026-01-07", "--dry-run"],
+        env=serialized, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stamps = re.findall(r"^\| (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d\d:\d\d) ", proc.stdout, re.MULTILINE)
+    local = [dt.datetime.fromisoformat(s).astimezone(ZoneInfo(bank_timezone())) for s in stamps]
+    assert [d.isoformat() for d in local] == [f"2026-01-0{n}T00:00:00+08:00" for n in (5, 6, 7)], proc.stdout[
+        -2000:
+    ]
