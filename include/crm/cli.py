@@ -51,6 +51,7 @@ STAGES = {
         "crm.ml.cli",
         "Churn model: train on a labelled CSV, judge it out of time, save, report and register it; score a day.",
     ),
+    "rm": _Stage("crm.rm", "Relationship-manager logins: each RM sees only their own customers."),
 }
 
 

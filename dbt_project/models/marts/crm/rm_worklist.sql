@@ -1,3 +1,4 @@
+{{ config(post_hook="{{ rm_sees_own_customers(readers_see_all=['crm_bi_reader', 'crm_ml']) }}") }}
 -- Each relationship manager's customers ranked by value at risk (value x churn probability),
 -- with the reasons and a suggested next action. Before the churn model scores a customer,
 -- the probability is the portfolio base rate scaled by visible warning signs
