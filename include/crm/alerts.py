@@ -44,13 +44,14 @@ DEFAULT_PUBLISH_DEADLINE = "07:00"
 TITLE = "[crm] {{ alert.what }}: {{ alert.dag_id }}.{{ alert.task_id }} for {{ alert.day }}"
 BODY = (
     "{{ alert.what }}: DAG {{ alert.dag_id }}, task {{ alert.task_id }}, business day {{ alert.day }}\n"
-    "run: {{ alert.run_id }} (try {{ alert.try_number }})\n"
+    "run: {{ alert.run_id }}{% if alert.try_number %} (try {{ alert.try_number }}){% endif %}\n"
     "error: {{ alert.error }}\n"
     "log: {{ alert.log_url }}\n"
 )
 HTML = (
     "<p>{{ alert.what }}: DAG <b>{{ alert.dag_id }}</b>, task <b>{{ alert.task_id }}</b>, "
-    "business day <b>{{ alert.day }}</b></p><p>run: {{ alert.run_id }} (try {{ alert.try_number }})"
+    "business day <b>{{ alert.day }}</b></p><p>run: {{ alert.run_id }}"
+    "{% if alert.try_number %} (try {{ alert.try_number }}){% endif %}"
     '</p><p>error: {{ alert.error }}</p><p>log: <a href="{{ alert.log_url }}">{{ alert.log_url }}</a></p>'
 )
 
@@ -61,13 +62,17 @@ def _business_day(context: dict[str, Any]) -> str | None:
     params = context.get("params") or {}
     if params.get("business_day"):
         return str(params["business_day"])
-    events = context.get("triggering_asset_events") or {}
-    named = [
-        str(e.extra["business_day"])
-        for evs in events.values()
-        for e in evs
-        if (getattr(e, "extra", None) or {}).get("business_day")
-    ]
+    try:  # fetched from the API server on access: an alert must not fail on it
+        events = context.get("triggering_asset_events") or {}
+        named = [
+            str(e.extra["business_day"])
+            for evs in events.values()
+            for e in evs
+            if (getattr(e, "extra", None) or {}).get("business_day")
+        ]
+    except Exception:
+        log.warning("alert: could not read the triggering asset events", exc_info=True)
+        named = []
     if named:
         return max(named)
     logical = context.get("logical_date")
@@ -90,6 +95,15 @@ def _api_base_url() -> str:
     return conf.get("api", "base_url", fallback="http://localhost:8080/").rstrip("/")
 
 
+def _local(when: object) -> str:
+    """A deadline time as the bank's local time (it arrives as a datetime or an ISO string)."""
+    try:
+        stamp = when if isinstance(when, dt.datetime) else dt.datetime.fromisoformat(str(when))
+        return stamp.astimezone(BANK_TZ).isoformat(timespec="minutes")
+    except ValueError:
+        return str(when)
+
+
 def alert_facts(context: dict[str, Any]) -> dict[str, Any]:
     """What every channel says, from a task callback's context or a deadline callback's."""
     if "deadline" in context:  # the triggerer's context: the run as the REST API shows it
@@ -109,8 +123,7 @@ def alert_facts(context: dict[str, Any]) -> dict[str, Any]:
             "run_id": run.get("run_id"),
             "try_number": None,
             "day": day or "unknown day",
-            "deadline": str(context["deadline"].get("deadline_time")),
-            "error": f"not published by {context['deadline'].get('deadline_time')}",
+            "error": f"not published by {_local(context['deadline'].get('deadline_time'))}",
             "log_url": f"{_api_base_url()}/dags/{run.get('dag_id')}/runs/{quote(str(run.get('run_id')))}",
         }
     ti = context.get("task_instance") or context.get("ti")

@@ -10,6 +10,7 @@ import), as in test_dag_integrity.
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import json
 import os
@@ -21,6 +22,7 @@ import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -246,9 +248,12 @@ def test_a_missed_deadline_reaches_the_same_channels(airflow_env, endpoints):
     run_url = f"{BASE_URL}/dags/crm_transform/runs/" + urllib.parse.quote(
         "asset_triggered__2026-01-06T01:00:00+00:00"
     )
+    deadline = dt.datetime.fromisoformat("2026-01-05T23:00:00+00:00")  # as in DEADLINE_PROBE
+    deadline_local = deadline.astimezone(ZoneInfo(bank_timezone())).isoformat(timespec="minutes")
     for channel, text in texts.items():
         assert "publication deadline missed" in text and "crm_transform" in text, channel
         assert f"business day {DAY}" in text and run_url in text, f"{channel}: {text}"
+        assert f"not published by {deadline_local}" in text, f"{channel}: {text}"
 
 
 DAG_PROBE = r"""
@@ -377,9 +382,6 @@ def test_the_deadline_of_a_business_day_is_0700_local_the_next_day(serialized):
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), None)
     assert line, proc.stderr[-3000:]
     rows = json.loads(line[len("RESULT") :])
-    import datetime as dt
-    from zoneinfo import ZoneInfo
-
     at_seven = dt.datetime(2026, 1, 6, 7, tzinfo=ZoneInfo(bank_timezone()))  # bank's local time
     assert rows["dated"] == [at_seven.isoformat()]
     # Airflow 3 gives asset-triggered runs no logical date, so no deadline (docs/alerts.md).
@@ -387,9 +389,6 @@ def test_the_deadline_of_a_business_day_is_0700_local_the_next_day(serialized):
 
 
 def test_airflow_backfill_makes_one_crm_ingest_run_per_local_day(serialized):
-    import datetime as dt
-    from zoneinfo import ZoneInfo
-
     airflow = str(Path(sys.executable).with_name("airflow"))
     proc = subprocess.run(
         [airflow, "backfill", "create", "--dag-id", "crm_ingest", "--from-date", "2026-01-05",
