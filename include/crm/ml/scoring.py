@@ -10,10 +10,17 @@
    champion was trained on (its registered ``features``: numeric and categorical) and
    ``customer_id`` are read, through a server-side cursor, ``chunk`` rows at a time, so memory
    is bounded by the chunk, not by the number of customers.
-3. Each chunk is scored (``predict_proba``) and COPYed into ``ml.churn_scores`` as
-   (customer_id, as_of_date = ``day``, churn_probability, model_version).
+3. Each chunk is scored (``predict_proba``), explained (:mod:`crm.ml.explain`: the three
+   features pushing each customer's score up, worded for a relationship manager) and COPYed
+   into ``ml.churn_scores`` as (customer_id, as_of_date = ``day``, churn_probability,
+   model_version, reason_1..3, reason_features). A model the explainer cannot read is still
+   scored (reasons null, a warning in the log): reasons must not stop the scores.
+4. Drift (:mod:`crm.ml.drift`): the chunk's features and scores are counted into the bins of
+   the champion's training sample (``drift_reference``, stored at registration); at the end
+   the PSI of each feature and of the score replaces the day's ``ml.drift`` rows, with a log
+   warning for any PSI >= 0.25. A champion without a reference is scored without drift.
 
-Idempotent: everything happens in one transaction that first takes an advisory lock on
+Idempotent: everything (scores, reasons, drift) happens in one transaction that first takes an advisory lock on
 (day, model version), then deletes the rows of that day and version; re-scoring a day leaves
 exactly one score per customer, day and model, and a failure leaves the previous scores.
 Scores of other days and of other model versions are untouched (dbt's
@@ -23,6 +30,7 @@ Scores of other days and of other model versions are untouched (dbt's
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,6 +41,8 @@ if TYPE_CHECKING:
     from crm.settings import Settings
 
 __all__ = ["FEATURES_TABLE", "NO_CHAMPION", "NoFeaturesError", "ScoreResult", "read_snapshot", "score_churn"]
+
+log = logging.getLogger(__name__)
 
 FEATURES_TABLE = ("marts", "ml_features_customer_monthly")
 NO_CHAMPION = "no champion model: nothing scored"
@@ -54,6 +64,12 @@ class ScoreResult:
     chunks: int  # chunks fetched from the server-side cursor
     seconds: float
     message: str
+    reasons: bool = False  # reason codes written with the scores
+    drift: tuple = ()  # crm.ml.drift.DriftRow of each feature and the score; empty: no reference
+
+    @property
+    def drift_alerts(self) -> list[str]:
+        return [r.feature for r in self.drift if r.status == "alert"]
 
     @property
     def scored(self) -> bool:
@@ -148,6 +164,25 @@ def _probabilities(model, frame: pd.DataFrame):
     return np.clip(p, 0.0, 1.0)
 
 
+def _explainer(model, numeric: list[str], categorical: list[str], version: str):
+    from crm.ml.explain import ReasonExplainer
+
+    try:
+        return ReasonExplainer(model, numeric, categorical)
+    except (TypeError, ValueError, AttributeError) as exc:
+        log.warning("champion %s: no reason codes (%s); scoring without them", version, exc)
+        return None
+
+
+def _rows(frame: pd.DataFrame, p, reasons, day: dt.date, version: str):
+    """COPY rows: the score and up to three worded reasons with their source columns."""
+    for i, (customer_id, prob) in enumerate(zip(frame["customer_id"], p.tolist(), strict=True)):
+        found = reasons[i] if reasons is not None else []
+        texts = [r.text for r in found] + [None] * (3 - len(found))
+        features = [r.feature for r in found] if reasons is not None else None
+        yield (customer_id, day, prob, version, *texts[:3], features)
+
+
 def score_churn(
     day: dt.date,
     *,
@@ -155,17 +190,20 @@ def score_churn(
     chunk: int = 50_000,
     name: str = "churn",
     n_threads: int | None = 1,
+    reasons: bool = True,
 ) -> ScoreResult:
     """Score the customers of the latest feature snapshot on or before ``day`` with the champion.
 
     ``chunk``: rows fetched, scored and written at a time (bounds memory). ``n_threads``:
     OpenMP threads of the trees while predicting (1: shared machines; None: every core).
+    ``reasons``: write reason codes (Tree SHAP costs about as much as scoring again).
     Raises :class:`NoFeaturesError` when there is a champion but no snapshot to score, and
     the registry's errors when the artifact fails its SHA-256 or trust check.
     """
     from psycopg import sql
     from threadpoolctl import threadpool_limits
 
+    from crm.ml.drift import DriftAccumulator, load_reference, write_drift
     from crm.ml.registry import champion, load_artifact
     from crm.warehouse import connect
 
@@ -182,6 +220,11 @@ def score_churn(
         needed = [*numeric, *categorical]
         model = load_artifact(champ["artifact_path"], champ["artifact_sha256"])
         _check_columns(conn, needed, version)
+        explainer = _explainer(model, numeric, categorical, version) if reasons else None
+        reference = load_reference(conn, name, version)
+        drift = DriftAccumulator(reference) if reference else None
+        if drift is None:
+            log.info("champion %s has no drift reference: scoring without drift", version)
         conn.commit()
 
         rows = chunks = 0
@@ -215,17 +258,28 @@ def score_churn(
                     chunks += 1
                     frame = _frame(batch, names, set(numeric))
                     p = _probabilities(model, frame[needed])
+                    found = explainer.reasons(frame) if explainer is not None else None
+                    if drift is not None:
+                        drift.update(frame, p)
                     with writer.copy(
-                        "copy ml.churn_scores (customer_id, as_of_date, churn_probability, model_version)"
-                        " from stdin"
+                        "copy ml.churn_scores (customer_id, as_of_date, churn_probability, model_version,"
+                        " reason_1, reason_2, reason_3, reason_features) from stdin"
                     ) as copy:
-                        for customer_id, prob in zip(frame["customer_id"], p.tolist(), strict=True):
-                            copy.write_row((customer_id, day, prob, version))
+                        for row in _rows(frame, p, found, day, version):
+                            copy.write_row(row)
                     rows += len(batch)
-                    del batch, frame, p
+                    del batch, frame, p, found
+            drifted = tuple(drift.results()) if drift is not None else ()
+            if drifted:
+                write_drift(conn, name, version, day, drifted, rows)
     seconds = time.perf_counter() - started
     message = (
         f"scored {rows:,} customers of the {snapshot} snapshot as of {day} with {name} {version}"
         f" in {seconds:.1f} s ({chunks} chunk{'s' if chunks != 1 else ''} of ≤{chunk:,})"
     )
-    return ScoreResult(day, name, version, snapshot, rows, chunks, seconds, message)
+    if drifted:
+        alerts = [r.feature for r in drifted if r.status == "alert"]
+        message += f"; drift: {len(alerts)} alert(s)" + (f" ({', '.join(alerts)})" if alerts else "")
+    return ScoreResult(
+        day, name, version, snapshot, rows, chunks, seconds, message, explainer is not None, drifted
+    )
