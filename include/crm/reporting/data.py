@@ -143,7 +143,8 @@ def service(conn, day: dt.date) -> pd.DataFrame:
                mean_satisfaction::float8 as mean_satisfaction, asia_p50_mean::float8 as asia_p50_mean,
                asia_p90_mean::float8 as asia_p90_mean, hsbc_mean::float8 as hsbc_mean, benchmark_position
         from marts.service_quality
-        where month_start = (
+        where snapshot_date = (select max(snapshot_date) from marts.service_quality where snapshot_date <= %(day)s)
+          and month_start = (
             select max(month_start) from marts.service_quality
             where month_start <= date_trunc('month', %(day)s::date)::date
         )

@@ -1,4 +1,14 @@
 -- Current customers for BI. Personal data is hashed or masked here; clear text stays in raw.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='snapshot_date',
+        on_schema_change='append_new_columns',
+        meta={'publish': 'current_state'},
+        post_hook=["{{ keep_published_snapshot() }}"]
+    )
+}}
 with customers as (
     select * from {{ ref('stg_core__customers') }}
 ),
@@ -13,6 +23,7 @@ holdings as (
 
 final as (
     select
+        {{ run_date() }} as snapshot_date,
         customers.customer_id,
         -- The salt stays in the warehouse (crm migrate writes it): no SQL text carries it.
         encode(sha256(convert_to((select private.pii_salt()) || customers.national_id, 'UTF8')), 'hex')

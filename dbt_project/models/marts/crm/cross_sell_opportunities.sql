@@ -1,5 +1,15 @@
 -- Products a customer lacks that similar customers (same LV quadrant and TRB tier) hold,
 -- with the adoption rate among peers and the margin a holder of that product earns.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='snapshot_date',
+        on_schema_change='append_new_columns',
+        meta={'publish': 'current_state'},
+        post_hook=["{{ keep_published_snapshot() }}"]
+    )
+}}
 {% set min_adoption = var('cross_sell_min_peer_adoption') %}
 with segments as (
     select * from {{ ref('customer_segments') }}

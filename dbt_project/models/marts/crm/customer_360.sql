@@ -18,6 +18,7 @@ with params as (
 
 customers as (
     select * from {{ ref('dim_customer') }}
+    where snapshot_date = {{ run_date() }}
 ),
 
 holdings as (

@@ -3,6 +3,16 @@
 -- with the reasons and a suggested next action. Before the churn model scores a customer,
 -- the probability is the portfolio base rate scaled by visible warning signs
 -- (thresholds and weights: the worklist_* vars).
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='snapshot_date',
+        on_schema_change='append_new_columns',
+        meta={'publish': 'current_state'},
+        post_hook=["{{ keep_published_snapshot() }}"]
+    )
+}}
 {% set weights = var('worklist_risk_weights') %}
 with customer_360 as (
     select * from {{ ref('customer_360') }}
@@ -19,7 +29,7 @@ offers as (
         customer_id,
         product_family as top_offer
     from {{ ref('cross_sell_opportunities') }}
-    where offer_rank = 1
+    where snapshot_date = {{ run_date() }} and offer_rank = 1
 ),
 
 signals as (

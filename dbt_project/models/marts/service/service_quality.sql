@@ -1,5 +1,15 @@
 -- CE11 satisfaction per branch and month (and bank-wide, branch_id 'ALL'): means, top-box
 -- shares, engagement classes, complaint handling, against the published benchmarks.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='snapshot_date',
+        on_schema_change='append_new_columns',
+        meta={'publish': 'current_state'},
+        post_hook=["{{ keep_published_snapshot() }}"]
+    )
+}}
 with surveys as (
     select * from {{ ref('int_survey_responses_classified') }}
 ),
@@ -49,6 +59,7 @@ complaint_handling as (
 
 final as (
     select
+        {{ run_date() }} as snapshot_date,
         survey_scores.month_start,
         survey_scores.branch_id,
         survey_scores.responses,
