@@ -219,3 +219,29 @@ def test_regranting_moves_a_login_to_another_rm_and_revoke_drops_it(warehouse, d
     assert result.exit_code == 0 and "dropped" in result.output
     assert db.execute("select count(*) from pg_roles where rolname = %s", (role,)).fetchone()[0] == 0
     assert db.execute("select count(*) from security.rm_logins").fetchone()[0] == 0
+
+
+def test_migration_0012_downgrades_cleanly_and_upgrades_again(warehouse, db):
+    """Down: the rm schema, the mapping, the function and the policies naming it go (cascade),
+    crm_rm keeps no privilege here; up again: back, and the next build re-applies the policies."""
+    from alembic import command
+
+    from crm.warehouse.migrate import alembic_config, current_revision, migrate
+
+    command.downgrade(alembic_config(warehouse), "0011")
+    gone = db.execute(
+        "select to_regnamespace('rm'), to_regnamespace('security'),"
+        " (select count(*) from pg_policies where policyname = 'rm_own_customers'),"
+        " has_schema_privilege('crm_rm', 'marts', 'usage'),"
+        # crm_rm's own grant (a database copied from a template has PUBLIC connect again).
+        " exists (select from pg_database, aclexplode(datacl) as acl"
+        " where datname = current_database() and acl.grantee = 'crm_rm'::regrole)"
+    ).fetchone()
+    assert gone == (None, None, 0, False, False)
+    migrate(warehouse)
+    assert current_revision(warehouse) != "0011"
+    back = db.execute(
+        "select to_regclass('security.rm_logins') is not null, has_schema_privilege('crm_rm', 'rm', 'usage'),"
+        " has_schema_privilege('crm_bi_reader', 'rm', 'usage')"
+    ).fetchone()
+    assert back == (True, True, False)
