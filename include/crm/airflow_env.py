@@ -16,6 +16,7 @@ from crm.settings import REPO_ROOT, ROLES, Settings, get_settings, private_dir
 
 
 def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
+    from crm import lineage
     from crm.warehouse import owner_url, role_url
 
     settings = settings or get_settings()
@@ -36,7 +37,6 @@ def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
             "GX_ANALYTICS_ENABLED": "False",
             "DO_NOT_TRACK": "1",
             "SCARF_ANALYTICS": "false",
-            "AIRFLOW__OPENLINEAGE__DISABLED": "True",
             "CRM_HOME": str(settings.home),
             "CRM_PG_PORT": str(settings.pg_port),
             "CRM_DBT_TARGET_DIR": str(settings.dbt_target),  # the manifest the DAG renders from
@@ -47,6 +47,10 @@ def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
             ),
         }
     )
+    # OpenLineage: on, to files under var/lineage/; a value already in the environment wins
+    # (AIRFLOW__OPENLINEAGE__TRANSPORT: Marquez; AIRFLOW__OPENLINEAGE__DISABLED=True: off).
+    for key, value in lineage.airflow_settings(settings).items():
+        env.setdefault(key, value)
     url = owner_url(settings)
     env["WAREHOUSE_URL"] = url
     env["AIRFLOW_CONN_CRM_WAREHOUSE"] = url

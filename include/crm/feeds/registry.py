@@ -121,8 +121,11 @@ class Feed(BaseModel):
 
     @property
     def asset_uri(self) -> str:
-        """Airflow asset of the feed's raw table (the transformation DAG is scheduled on these)."""
-        return f"postgres://crm-warehouse:5432/crm/raw/{self.name}"
+        """Airflow asset of the feed's raw table, on the warehouse the platform connects to:
+        its OpenLineage name is the one dbt gives the same source table (``crm.lineage``)."""
+        from crm.lineage import table_asset_uri
+
+        return table_asset_uri("raw", self.name)
 
     @property
     def quarantine_table(self) -> str:

@@ -270,8 +270,9 @@ def daily_stage(
     build is the one ``crm dbt build --date`` runs: seeds, snapshots, models and every data
     test, source tests included; unit tests are CI's. ``plan`` is ``plan_build``'s (the run
     date and test window). dbt's log and the run's artefacts (run_results.json,
-    sources.json) go to ``log_dir``. Stale sources do not stop the build (the marts are
-    built from what landed), but fail the stage with the build's failures.
+    sources.json) go to ``log_dir``; the build's table lineage to OpenLineage
+    (``crm.lineage``). Stale sources do not stop the build (the marts are built from what
+    landed), but fail the stage with the build's failures.
 
     Raises :class:`DbtStageError` naming every failed node, its message, its compiled SQL
     and the log; returns the counts by status otherwise.
@@ -317,6 +318,11 @@ def daily_stage(
                 errors.append(f"dbt {step}: {type(result.exception).__name__}: {result.exception}")
             elif not result.success and not (target / artefact).exists():
                 errors.append(f"dbt {step} failed without writing {artefact}")
+        # Table lineage of what the build ran (OpenLineage, parent: this Airflow task run);
+        # read from the artefacts it just wrote, never failing the stage.
+        from crm.lineage import emit_dbt_lineage
+
+        emit_dbt_lineage(Path(env["DBT_PROJECT_DIR"]), target, success=result.success)
     log.info("dbt stage for %s: %s", plan.get("run_date") or "the last day loaded", counts)
     if failed or errors:
         head = f"crm_transform dbt stage for {plan.get('run_date') or 'the last day loaded'} failed"
