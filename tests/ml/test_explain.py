@@ -228,7 +228,7 @@ def test_contributions_add_up_to_the_margin(trained):
     assert np.abs(phi[:, age]).max() > 0
 
 
-def test_chunking_does_not_change_reasons(scored):
+def test_chunking_does_not_change_reasons_and_a_threshold_limits_them(scored):
     from crm.ml.scoring import score_churn
 
     rows, _ = scored
@@ -237,6 +237,16 @@ def test_chunking_does_not_change_reasons(scored):
     again = stored()
     assert len(again) == len(rows)  # replaced, not added
     pd.testing.assert_frame_equal(again, rows)
+
+    # Only the customers scoring at least the median explained: the same reasons, nulls below.
+    cut = float(rows["p"].median())
+    score_churn(DAY, chunk=300, reasons_min_probability=cut)
+    partial = stored()
+    above = rows["p"] >= cut
+    assert 0 < above.sum() < len(rows)
+    pd.testing.assert_frame_equal(partial[above], rows[above])
+    assert partial.loc[~above, "features"].isna().all() and partial.loc[~above, "reason_1"].isna().all()
+    assert (partial["p"] == rows["p"]).all()
 
 
 def test_migration_0011_down_and_up(warehouse):

@@ -174,12 +174,27 @@ def _explainer(model, numeric: list[str], categorical: list[str], version: str):
         return None
 
 
+def _explain(explainer, frame: pd.DataFrame, p, min_probability: float) -> list | None:
+    """Reasons of the rows scoring at least ``min_probability`` (None for the others)."""
+    import numpy as np
+
+    if explainer is None:
+        return None
+    chosen = np.flatnonzero(p >= min_probability)
+    out: list = [None] * len(frame)
+    if chosen.size:
+        for i, found in zip(chosen, explainer.reasons(frame.iloc[chosen]), strict=True):
+            out[i] = found
+    return out
+
+
 def _rows(frame: pd.DataFrame, p, reasons, day: dt.date, version: str):
-    """COPY rows: the score and up to three worded reasons with their source columns."""
+    """COPY rows: the score and up to three worded reasons with their source columns (all null:
+    not explained; an empty ``reason_features``: explained, no feature raises the score)."""
     for i, (customer_id, prob) in enumerate(zip(frame["customer_id"], p.tolist(), strict=True)):
-        found = reasons[i] if reasons is not None else []
-        texts = [r.text for r in found] + [None] * (3 - len(found))
-        features = [r.feature for r in found] if reasons is not None else None
+        found = reasons[i] if reasons is not None else None
+        texts = [r.text for r in found or ()] + [None] * 3
+        features = [r.feature for r in found] if found is not None else None
         yield (customer_id, day, prob, version, *texts[:3], features)
 
 
@@ -191,12 +206,16 @@ def score_churn(
     name: str = "churn",
     n_threads: int | None = 1,
     reasons: bool = True,
+    reasons_min_probability: float = 0.0,
 ) -> ScoreResult:
     """Score the customers of the latest feature snapshot on or before ``day`` with the champion.
 
     ``chunk``: rows fetched, scored and written at a time (bounds memory). ``n_threads``:
     OpenMP threads of the trees while predicting (1: shared machines; None: every core).
-    ``reasons``: write reason codes (Tree SHAP costs about as much as scoring again).
+    ``reasons``: write reason codes. Exact Tree SHAP is the expensive part of scoring: about
+    1-3 ms per customer and calibration member with 200 trees of 31 leaves (predicting costs
+    ~0.03 ms); ``reasons_min_probability`` explains only the customers scoring at least that
+    (the ones a retention team calls), the others get null reasons.
     Raises :class:`NoFeaturesError` when there is a champion but no snapshot to score, and
     the registry's errors when the artifact fails its SHA-256 or trust check.
     """
@@ -258,7 +277,7 @@ def score_churn(
                     chunks += 1
                     frame = _frame(batch, names, set(numeric))
                     p = _probabilities(model, frame[needed])
-                    found = explainer.reasons(frame) if explainer is not None else None
+                    found = _explain(explainer, frame, p, reasons_min_probability)
                     if drift is not None:
                         drift.update(frame, p)
                     with writer.copy(
