@@ -20,8 +20,9 @@
    the PSI of each feature and of the score replaces the day's ``ml.drift`` rows, with a log
    warning for any PSI >= 0.25. A champion without a reference is scored without drift.
 
-Idempotent: everything (scores, reasons, drift) happens in one transaction that first takes an advisory lock on
-(day, model version), then deletes the rows of that day and version; re-scoring a day leaves
+Idempotent: everything (scores, reasons, drift) happens in one transaction that first takes
+an advisory lock on (day, model version), then deletes the rows of that day and version
+(scores and drift); re-scoring a day leaves
 exactly one score per customer, day and model, and a failure leaves the previous scores.
 Scores of other days and of other model versions are untouched (dbt's
 ``stg_ml__churn_scores`` keeps the latest scoring of each customer and day).
