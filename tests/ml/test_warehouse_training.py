@@ -1,0 +1,197 @@
+"""The churn model trained on the warehouse's own labels, over a history built by crm.history.
+
+One history per module (``history_warehouse`` in conftest: generated, loaded with the real
+loader, built with dbt once over the range plus one features run per month end). The
+tests read its training frame as crm_ml, train on it out of time, and train and register
+through ``crm ml train churn`` without --csv. A second, small bank checks that the history
+build writes the same feature snapshots as building every day in turn.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from crm.ml.churn import train
+from crm.ml.training_data import horizon_gap_periods, read_training_frame
+from crm.settings import get_settings
+
+FAST = {"max_iter": 60, "cv_splits": 2}
+
+
+@pytest.fixture(scope="module")
+def data(history_warehouse):
+    return read_training_frame()
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    return train(
+        data.frame,
+        data.label,
+        data.id_column,
+        data.time_column,
+        gap_periods=horizon_gap_periods(),
+        test_periods=1,
+        **FAST,
+    )
+
+
+def _owner(url: str):
+    return psycopg.connect(url, autocommit=True)
+
+
+def test_labels_only_where_the_horizon_elapsed(history_warehouse, data):
+    horizon = dt.timedelta(days=90)
+    frame = data.frame
+    assert not frame.empty and set(frame[data.label].unique()) == {0, 1}
+    with _owner(history_warehouse.url) as conn:
+        last_loaded = conn.execute(
+            "select max(business_date) from audit.load_log where status = 'loaded'"
+        ).fetchone()[0]
+        # Every snapshot whose horizon elapsed is labelled, none after; the frame takes them all.
+        unlabelled_late, labelled_early = conn.execute(
+            "select count(*) filter (where as_of_date + 90 > %s and label_available),"
+            " count(*) filter (where as_of_date + 90 <= %s and not label_available)"
+            " from marts.ml_churn_labels",
+            (last_loaded, last_loaded),
+        ).fetchone()
+        expected = conn.execute(
+            "select count(*) from marts.ml_features_customer_monthly"
+            " where as_of_date + 90 <= %s and products_held > 0",
+            (last_loaded,),
+        ).fetchone()[0]
+        months = conn.execute(
+            "select count(distinct month_start) from marts.ml_features_customer_monthly"
+        ).fetchone()[0]
+    assert last_loaded == history_warehouse.last
+    assert (unlabelled_late, labelled_early) == (0, 0)
+    assert len(frame) == expected
+    # One snapshot a month over the history, and the months left unlabelled are the horizon's.
+    assert months == len(history_warehouse.result.month_ends) + 1
+    newest = frame[data.time_column].max().date()
+    assert newest + horizon - dt.timedelta(days=1) <= last_loaded
+    assert "churn_reason" not in frame.columns and "label_available" not in frame.columns
+
+
+def test_bi_reads_no_label_and_crm_ml_reads_them_all(history_warehouse, data):
+    from crm.warehouse import connect
+
+    with connect("crm_bi_reader") as conn:
+        assert conn.execute("select count(*) from marts.ml_churn_labels").fetchone()[0] == 0
+    with connect("crm_ml") as conn:
+        seen = conn.execute("select count(*) from marts.ml_churn_labels where label_available").fetchone()[0]
+    assert seen >= len(data.frame)
+
+
+def test_out_of_time_split_keeps_test_months_out_of_training(data, trained):
+    frame = data.frame
+    split = trained.split
+    assert split.kind == "out-of-time"
+    train_rows, test_rows = frame.iloc[split.train_index], frame.iloc[split.test_index]
+    train_keys = set(zip(train_rows[data.id_column], train_rows[data.time_column], strict=True))
+    test_keys = set(zip(test_rows[data.id_column], test_rows[data.time_column], strict=True))
+    assert train_keys and test_keys and not train_keys & test_keys
+    assert train_rows[data.time_column].max() < test_rows[data.time_column].min()
+    # The label horizon's months lie between them: the last training snapshot's label is
+    # observed (its horizon ends) by the first test snapshot, as it would be in production.
+    assert len(split.gap_periods) == horizon_gap_periods()
+    last_train_snapshot = train_rows[data.time_column].max() + pd.offsets.MonthEnd(0)
+    first_test_snapshot = test_rows[data.time_column].min() + pd.offsets.MonthEnd(0)
+    assert last_train_snapshot + pd.Timedelta(days=90) <= first_test_snapshot
+
+
+def test_model_beats_the_baseline_out_of_time(trained):
+    m, b = trained.metrics, trained.baseline_metrics
+    print(
+        f"\nout-of-time test: model roc_auc {m['roc_auc']:.4f} pr_auc {m['pr_auc']:.4f}"
+        f" lift@10 {m['top_decile_lift']:.2f}; baseline roc_auc {b['roc_auc']:.4f} pr_auc {b['pr_auc']:.4f}"
+        f" lift@10 {b['top_decile_lift']:.2f} ({', '.join(trained.baseline_columns)}); window {trained.split.window()}"
+    )
+    assert np.isfinite(m["roc_auc"]) and trained.y_test.sum() > 0
+    assert m["roc_auc"] > b["roc_auc"]
+
+
+def test_cli_trains_from_the_warehouse_and_registers_a_version(history_warehouse, data):
+    from crm.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["ml", "train", "churn", "--max-iter", "40", "--test-periods", "1", "--name", "churn_wh_test"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "training data from the warehouse" in result.output
+    assert "out-of-time test" in result.output and "registered in ml.model_versions" in result.output
+    with _owner(history_warehouse.url) as conn:
+        rows = conn.execute(
+            "select features, training_window, metrics from ml.model_versions where name = 'churn_wh_test'"
+        ).fetchall()
+    assert len(rows) == 1
+    features, window, metrics = rows[0]
+    assert features["label"] == data.label and features["time"] == data.time_column
+    assert data.id_column not in features["numeric"] + features["categorical"]
+    assert window["split"] == "out-of-time" and window["train_rows"] + window["test_rows"] < len(data.frame)
+    assert 0.5 < metrics["model"]["roc_auc"] <= 1.0
+    assert get_settings().warehouse_url == history_warehouse.url
+
+
+def _rows(url: str, query: str) -> list[tuple]:
+    with _owner(url) as conn:
+        return conn.execute(query).fetchall()
+
+
+def test_history_build_writes_the_feature_snapshots_daily_builds_write(
+    warehouse, pg_server, tmp_path, monkeypatch
+):
+    """Day by day (ingest, dbt build of the day) vs crm.history on the same bank, across a
+    month end: the same features table and the same customer_360 rows of the snapshot days."""
+    from crm.generator import generate
+    from crm.history import build_history
+    from crm.ingest.service import ingest_day
+    from crm.transform import run_dbt
+    from crm.warehouse import bootstrap, with_database
+
+    first, last = dt.date(2025, 1, 29), dt.date(2025, 2, 3)
+    monkeypatch.setenv("CRM_LANDING_DIR", str(tmp_path / "landing"))
+    get_settings.cache_clear()
+    generate(customers=150, start=first, days=6, seed=5, out=tmp_path / "landing", truth=tmp_path / "truth")
+    daily_url = warehouse
+    for n in range(6):
+        day = first + dt.timedelta(days=n)
+        ingest_day(day)
+        refresh = ["--full-refresh"] if n == 0 else []
+        run_dbt(
+            ["build", *refresh, "--exclude-resource-type", "test", "unit_test"],
+            extra_env={"CRM_RUN_DATE": day.isoformat(), "CRM_TEST_WINDOW_START": day.isoformat()},
+        )
+
+    name = daily_url.rsplit("/", 1)[1] + "_h"
+    admin = with_database(pg_server.url(), "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    history_url = with_database(pg_server.url(), name)
+    try:
+        bootstrap(history_url, get_settings())
+        monkeypatch.setenv("WAREHOUSE_URL", history_url)
+        get_settings.cache_clear()
+        result = build_history(first, last, echo=lambda line: None)
+        assert result.month_ends == [dt.date(2025, 1, 31)] and result.days_loaded == 6
+        features = "select * from marts.ml_features_customer_monthly order by month_start, customer_id"
+        c360 = (
+            "select * from marts.customer_360 where snapshot_date in ('2025-01-31', '2025-02-03')"
+            " order by snapshot_date, customer_id"
+        )
+        daily_features, history_features = _rows(daily_url, features), _rows(history_url, features)
+        assert {r[1] for r in daily_features} == {dt.date(2025, 1, 1), dt.date(2025, 2, 1)}
+        assert history_features == daily_features
+        assert _rows(history_url, c360) == _rows(daily_url, c360)
+    finally:
+        get_settings.cache_clear()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
