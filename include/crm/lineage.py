@@ -181,13 +181,17 @@ def _emit_dbt_lineage(project_dir: Path, target_path: Path, *, success: bool) ->
     end = (dbt_run_event_end if success else dbt_run_event_failed)(
         start.run.runId, start.job.namespace, start.job.name, parent
     )
+    events = (start, *nodes, end)
     sent = 0
-    for event in (start, *nodes, end):
+    for event in events:
         try:
             client.emit(event)
-            sent += 1
         except Exception:
-            log.warning("OpenLineage: an event of job %s not emitted", event.job.name, exc_info=True)
+            # A transport that fails once (Marquez down or unreachable) would fail, or time
+            # out, for each of the hundreds of events left: drop them instead of waiting.
+            log.warning("OpenLineage: %d dbt events dropped", len(events) - sent, exc_info=True)
+            break
+        sent += 1
     log.info("OpenLineage: %d dbt events emitted (%d nodes)", sent, len(nodes))
     return sent
 
