@@ -115,8 +115,9 @@ def load_rows(
     conn, feed, day, path, facts = attempt.conn, attempt.feed, attempt.day, attempt.path, attempt.facts
     partition = ensure_partition(conn, feed, day)
     # An unlogged work table (not a temp one): shared buffers, parallel rule checks.
-    # Created and dropped inside this transaction, so a crash leaves nothing behind.
-    stage = sql.Identifier("raw", f"_stage_{attempt.load_id}")
+    # Created and dropped inside this transaction, so a crash leaves nothing behind; in the
+    # loader's own schema load_work, which no other role can use.
+    stage = sql.Identifier("load_work", f"_stage_{attempt.load_id}")
     # Replace the day: one copy, whatever ran before (re-run, re-delivery, crash).
     conn.execute(sql.SQL("truncate {}").format(partition))
     if feed.format == "csv":

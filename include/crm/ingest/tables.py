@@ -4,6 +4,11 @@
 lineage columns; partitioned by
 business day (one partition per day, so reloading a day touches one partition).
 ``quarantine.<feed>``: rejected rows with their raw line, line number and reason.
+
+The owner creates both (:func:`ensure_all_tables`, at bootstrap) and owns them: the loader
+owns nothing another role reads. It adds a day's partition, a column the registry gained
+and statistics only through the owner's checked functions ``raw.ensure_partition``,
+``raw.add_feed_columns`` and ``raw.analyze_partition`` (migration 0014).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ def partition_name(feed: Feed, day: dt.date) -> str:
 
 
 def ensure_feed_tables(conn: Connection, feed: Feed) -> None:
-    """Create the feed's raw and quarantine tables if missing (idempotent)."""
+    """Create the feed's raw and quarantine tables if missing (idempotent). As the owner."""
     cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in feed.columns]
     cols += [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in LINEAGE_COLUMNS]
     conn.execute(
@@ -103,30 +108,30 @@ def add_new_columns(conn: Connection, feed: Feed) -> list[str]:
     ]
     missing = [(name, pg_type) for name, pg_type in wanted if name not in present]
     if missing:
+        # The owner's function: the loader cannot alter raw itself.
         conn.execute(
-            sql.SQL("alter table raw.{} {}").format(
-                sql.Identifier(feed.name),
-                sql.SQL(", ").join(
-                    sql.SQL("add column {} {}").format(sql.Identifier(name), sql.SQL(pg_type))
-                    for name, pg_type in missing
-                ),
-            )
+            "select raw.add_feed_columns(%s, %s, %s)",
+            (feed.name, [name for name, _ in missing], [pg_type for _, pg_type in missing]),
         )
     return [name for name, _ in missing]
 
 
-def ensure_partition(conn: Connection, feed: Feed, day: dt.date) -> sql.Composed:
-    """Create the day's partition if missing; return its qualified name."""
-    name = sql.Identifier("raw", partition_name(feed, day))
-    conn.execute(
-        sql.SQL("create table if not exists {} partition of raw.{} for values from ({}) to ({})").format(
-            name,
-            sql.Identifier(feed.name),
-            sql.Literal(day),
-            sql.Literal(day + dt.timedelta(days=1)),
+def check_feed_tables(conn: Connection, feed: Feed) -> None:
+    """The loader's check before a load: ``raw.<feed>`` exists (the owner creates it at
+    bootstrap) and has the registry's columns (added through the owner's function if not)."""
+    if conn.execute("select to_regclass(%s)", (f"raw.{feed.name}",)).fetchone()[0] is None:
+        raise LookupError(
+            f"raw.{feed.name} does not exist: the warehouse owner creates the registry's tables"
+            " (crm warehouse init)"
         )
-    )
-    return name
+    add_new_columns(conn, feed)
+
+
+def ensure_partition(conn: Connection, feed: Feed, day: dt.date) -> sql.Composed:
+    """Create the day's partition if missing (the owner's function ``raw.ensure_partition``,
+    which grants the loader insert and truncate on it); return its qualified name."""
+    part = conn.execute("select raw.ensure_partition(%s, %s)", (feed.name, day)).fetchone()[0]
+    return sql.Identifier("raw", part)
 
 
 def ensure_all_tables(conn: Connection, registry: Registry) -> None:

@@ -134,6 +134,7 @@ def bootstrap(url: str, settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     migrate(url)
     sync_secrets(url, settings)
-    # Raw tables belong to the loader role, so the transformer's default grants apply.
-    with psycopg.connect(role_url("crm_loader", settings, base_url=url)) as conn:
+    # Raw and quarantine tables belong to the owner: the loader owns nothing another role
+    # reads (it writes through grants and the owner's functions, migration 0014).
+    with psycopg.connect(url) as conn:
         ensure_all_tables(conn, load_registry())
