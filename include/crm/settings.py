@@ -7,9 +7,11 @@ configuration table lists these variables.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -21,7 +23,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 ROLES = ("crm_loader", "crm_transformer", "crm_ml", "crm_bi_reader")
 
-PII_SALT_MIN_LENGTH = 16
+# The pseudonym key (CRM_PII_SALT, the HMAC key of dim_customer's pseudonyms): a guessable
+# key lets anyone who reads the marts recompute pseudonyms of candidate ids and reverse them.
+PII_SALT_MIN_LENGTH = 32
+PII_SALT_MIN_DISTINCT = 10
+PII_SALT_MIN_ENTROPY_BITS = 3.0  # Shannon entropy per character; token_urlsafe(32) has ~4.6
 # Values of .env.example and their usual cousins, compared without case and punctuation.
 PLACEHOLDERS = frozenset({"changeme", "changeit", "replaceme", "placeholder", "password", "secret"})
 
@@ -46,13 +52,25 @@ def check_secret(variable: str, value: str) -> str:
     return value
 
 
+def shannon_bits(value: str) -> float:
+    """Shannon entropy per character of ``value`` (0 for one repeated character)."""
+    counts = Counter(value)
+    return -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values()) if value else 0.0
+
+
 def check_pii_salt(value: str) -> str:
-    """The PII salt unless it is short, one repeated character or a placeholder."""
+    """The pseudonym key unless it is a placeholder, short or of low entropy (few distinct
+    characters, a repeated pattern). The message names CRM_PII_SALT, never the value."""
+    check_secret("CRM_PII_SALT", value)
+    hint = 'e.g. python -c "import secrets; print(secrets.token_urlsafe(32))"'
     if len(value) < PII_SALT_MIN_LENGTH:
-        raise InsecureSecret(f"CRM_PII_SALT must be at least {PII_SALT_MIN_LENGTH} random characters")
-    if len(set(value)) == 1:
-        raise InsecureSecret("CRM_PII_SALT must be random characters, not one character repeated")
-    return check_secret("CRM_PII_SALT", value)
+        raise InsecureSecret(f"CRM_PII_SALT must be at least {PII_SALT_MIN_LENGTH} random characters: {hint}")
+    if len(set(value)) < PII_SALT_MIN_DISTINCT or shannon_bits(value) < PII_SALT_MIN_ENTROPY_BITS:
+        raise InsecureSecret(
+            f"CRM_PII_SALT has too little entropy (at least {PII_SALT_MIN_DISTINCT} distinct characters and"
+            f" {PII_SALT_MIN_ENTROPY_BITS} bits per character): use random characters, {hint}"
+        )
+    return value
 
 
 def private_dir(path: Path) -> Path:
@@ -102,7 +120,9 @@ class Settings(BaseSettings):
         default=None, description="URL that receives JSON alerts (webhook)."
     )
     owner_password: str | None = Field(default=None, description="Embedded warehouse owner password.")
-    pii_salt: str | None = Field(default=None, description="Salt of PII hashes in the marts.")
+    pii_salt: str | None = Field(
+        default=None, description="Key of the HMAC pseudonyms in the marts (32+ random characters)."
+    )
     pg_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
         default=None, description="libpq sslmode added to every warehouse URL the platform builds."
     )
@@ -167,8 +187,11 @@ class Settings(BaseSettings):
             return check_secret(f"CRM_{field.upper()}", value)
         path = self.home / "secrets.json"
         stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-        if role not in stored:
-            stored[role] = secrets.token_urlsafe(18)
+        # A generated pseudonym key from before the 32-character minimum is replaced (every
+        # pseudonym of this local warehouse changes on its next build; docs/security.md).
+        weak_key = role == "crm_pii_salt" and len(stored.get(role, "")) < PII_SALT_MIN_LENGTH
+        if role not in stored or weak_key:
+            stored[role] = secrets.token_urlsafe(32 if role == "crm_pii_salt" else 18)
             private_dir(path.parent)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:

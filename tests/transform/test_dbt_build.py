@@ -81,29 +81,34 @@ def test_bi_reader_reads_every_mart_and_sees_no_clear_text_pii(built, db):
             bi.execute("select * from staging.stg_core__customers limit 1")
 
 
-def test_national_ids_are_hashed_with_a_salt_no_sql_text_or_bi_role_sees(built, db):
-    """dim_customer's hash is sha256(salt || national id) with the salt crm migrate stored;
-    the salt is in no compiled SQL, dbt artefact or log, and the BI role cannot read it."""
+def test_national_ids_are_pseudonymised_with_a_key_no_sql_text_dbt_or_bi_role_sees(built, db):
+    """dim_customer's national_id_hash is HMAC-SHA256(key, national id) with the key crm migrate
+    stored (CRM_PII_SALT); the key is in no compiled SQL, dbt artefact or log, and neither the
+    role dbt runs as nor the BI role can read it (migration 0013; tests/warehouse/test_pseudonyms.py)."""
     import hashlib
+    import hmac
 
     from crm.settings import get_settings
 
     settings = get_settings()
-    salt = settings.role_password("crm_pii_salt")
+    key = settings.role_password("crm_pii_salt")
     national_id, hashed = db.execute(
         "select c.national_id, d.national_id_hash from marts.dim_customer d"
         " join raw.core_customers c using (customer_id) limit 1"
     ).fetchone()
-    assert hashed == hashlib.sha256((salt + national_id).encode()).hexdigest()
+    assert hashed == hmac.new(key.encode(), national_id.encode(), hashlib.sha256).hexdigest()
     files = [p for d in (settings.dbt_target, settings.home / "logs") for p in d.rglob("*") if p.is_file()]
     assert any(p.name == "dim_customer.sql" for p in files), "the compiled SQL was written"
-    leaks = [str(p) for p in files if salt.encode() in p.read_bytes()]
-    assert not leaks, f"the PII salt is in {leaks}"
-    with psycopg.connect(role_url("crm_bi_reader")) as bi:
-        for query in ("select salt from private.pii_salt", "select private.pii_salt()"):
+    leaks = [str(p) for p in files if key.encode() in p.read_bytes()]
+    assert not leaks, f"the pseudonym key is in {leaks}"
+    for role in ("crm_transformer", "crm_bi_reader"):
+        with psycopg.connect(role_url(role)) as conn:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                bi.execute(query)
-            bi.rollback()
+                conn.execute("select salt from private.pii_salt")
+            conn.rollback()
+            # The old getter, which handed dbt the salt in clear, is gone.
+            with pytest.raises((psycopg.errors.UndefinedFunction, psycopg.errors.InsufficientPrivilege)):
+                conn.execute("select private.pii_salt()")
 
 
 def test_ml_scores_replace_the_proxies_only_from_their_as_of_date(built, db):

@@ -47,8 +47,10 @@ def current_revision(url: str) -> str | None:
 
 
 def sync_secrets(url: str, settings: Settings) -> None:
-    """Role passwords onto the roles; the PII salt into ``private.pii_salt`` (changed only
-    if it differs: a new salt changes every hash in dim_customer on its next build)."""
+    """Role passwords onto the roles; the pseudonym key (CRM_PII_SALT, checked for length and
+    entropy before any connection) into ``private.pii_salt``, which only the owner reads
+    (changed only if it differs: a new key changes every pseudonym in dim_customer on its
+    next build; a trigger derives the HMAC pads, migration 0013)."""
     salt = check_pii_salt(settings.role_password("crm_pii_salt"))
     with psycopg.connect(url, autocommit=True) as conn:
         for role in ROLES:
