@@ -249,11 +249,20 @@ def demo_cmd(
         dt.date, typer.Option(parser=parse_day, help="First business day (YYYY-MM-DD).")
     ] = dt.date(2026, 1, 1),
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 42,
+    history_days: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Days of history before the run days, loaded and built directly (crm history) so the"
+            " churn model has labelled months to train on; 0: none.",
+        ),
+    ] = 0,
 ) -> None:
-    """What `make run` does: generate a sample bank, run every day through the pipeline."""
+    """What `make run` does: generate a sample bank, load and build its history, train the churn
+    model, run the last days through the whole daily pipeline."""
     from crm.orchestrate import demo
 
-    raise typer.Exit(demo(customers=customers, days=days, start=start, seed=seed))
+    raise typer.Exit(demo(customers=customers, days=days, start=start, seed=seed, history_days=history_days))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import re
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -168,9 +169,9 @@ def run_dag(
     Airflow's output goes to the run's log file only; ``on_stage(stage, state, seconds)`` is
     called as each pipeline stage finishes (and for any other task that did not succeed).
     """
-    import os
 
     from crm.airflow_env import airflow_environ, ensure_metadata_db
+    from crm.alerts import NO_DEADLINES
 
     settings = settings or get_settings()
     ensure_metadata_db(settings)
@@ -180,12 +181,17 @@ def run_dag(
         ensure_manifest(settings)  # cosmos renders the DAG from the manifest
     env = airflow_environ(settings)
     env["PYTHONUNBUFFERED"] = "1"  # task lines reach the log (and the progress) as they happen
+    # No scheduler, no deadlines: on Airflow 3.3.0 `dags test` of a DAG with a DeadlineAlert
+    # marks every successful run failed (DagRun.update_state reads dag.deadline as alert ids
+    # while the test-mode DAG holds the alerts themselves: "'dict' object has no attribute
+    # 'hex'"). crm.alerts.publish_deadline_alerts declares none when this is set.
+    env[NO_DEADLINES] = "1"
     logfile = settings.home / "logs" / f"{dag_id}_{day.isoformat()}.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)
     tracker = StageTracker(on_stage)
     done = threading.Event()
     started = time.monotonic()
-    exe = Path(os.sys.executable).with_name("airflow")
+    exe = Path(sys.executable).with_name("airflow")
     with logfile.open("w") as out:
         follower = threading.Thread(target=_follow, args=(logfile, tracker, done), daemon=True)
         follower.start()
@@ -310,19 +316,45 @@ def print_summary(run_ids: list[str], days: list[dt.date], settings: Settings) -
         print(f"quality gates:     {docs.as_uri()}   (crm dq run --date {days[-1]})")
 
 
-def demo(customers: int, days: int, start: dt.date, seed: int, settings: Settings | None = None) -> int:
-    """Fresh sample bank -> every day through the pipeline -> say where everything is."""
+def _history_and_model(first: dt.date, last: dt.date, settings: Settings) -> None:
+    """Load and build ``first``..``last`` directly (crm.history), then train the churn model on
+    the warehouse's labelled months and register it (``crm ml train churn``, its own process:
+    the same command a data scientist runs). No labelled month yet: scores stay proxies."""
+    from crm.history import build_warehouse, load_days
+
+    print(f"history: {first}..{last}, loaded and built directly (no Airflow per day)")
+    load_days(first, last, settings=settings, echo=print)
+    build_warehouse(first, last, settings=settings, echo=print)
+    crm = Path(sys.executable).with_name("crm")
+    print("churn model: crm ml train churn (from the warehouse's labelled months)")
+    trained = subprocess.run([str(crm), "ml", "train", "churn"], text=True, capture_output=True)
+    print("\n".join("  " + line for line in (trained.stdout + trained.stderr).strip().splitlines()))
+
+
+def demo(
+    customers: int,
+    days: int,
+    start: dt.date,
+    seed: int,
+    settings: Settings | None = None,
+    history_days: int = 0,
+) -> int:
+    """Fresh sample bank -> its history loaded and built directly, the churn model trained on
+    it -> the last ``days`` through the whole daily pipeline -> say where everything is."""
     from crm.generator import generate
     from crm.report import warehouse_summary
     from crm.warehouse import ensure_ready, owner_url, redact, role_url
 
     settings = settings or get_settings()
     ensure_ready(settings)
-    print(f"generating a sample bank: {customers} customers, {days} days from {start}, seed {seed}")
+    total = history_days + days
+    print(f"generating a sample bank: {customers} customers, {total} days from {start}, seed {seed}")
     generate(
-        customers=customers, start=start, days=days, seed=seed, out=settings.landing, truth=settings.truth
+        customers=customers, start=start, days=total, seed=seed, out=settings.landing, truth=settings.truth
     )
-    run = [start + dt.timedelta(d) for d in range(days)]
+    if history_days:
+        _history_and_model(start, start + dt.timedelta(history_days - 1), settings)
+    run = [start + dt.timedelta(d) for d in range(history_days, total)]
     failed, recorded = _run_days(run, settings)
     print()
     print(warehouse_summary(settings))
