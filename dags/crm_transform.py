@@ -23,8 +23,9 @@ Failed tests and stale sources are not retried (the same data fails again); othe
 landed, and the run fails with the sources named.
 
 `score_churn` scores the day with the champion churn model (`crm.ml.scoring`; no champion:
-nothing scored) and rebuilds the marts that read scores (`source:ml+`), so they carry the
-day's scores. `gate_mart` then judges the built marts (Great Expectations: one segment per customer, ABC
+nothing scored), writes each scored customer's lifetime value (`crm.ml.clv`: margin x
+survival, discounted) and rebuilds the marts that read scores (`source:ml+`), so they carry
+the day's scores. `gate_mart` then judges the built marts (Great Expectations: one segment per customer, ABC
 shares, TRB, segment shares day on day, churn probabilities, customer_360 coverage); a critical
 failure fails the run, so nothing after it runs for that day. `publish` then makes the day
 visible to BI (write-audit-publish: a row-level security policy on every day-grained mart
@@ -42,7 +43,7 @@ import datetime as dt
 
 from airflow.sdk import Asset, Param, dag, task
 
-from crm.alerts import publish_deadline_alert
+from crm.alerts import publish_deadline_alerts
 from crm.dag_defaults import default_args
 from crm.quality.tasks import RAW_DAY_PASSED
 from crm.settings import get_settings
@@ -78,9 +79,9 @@ DEFAULT_ARGS = default_args(
     # One run at a time: the incremental marts build each day on top of the previous one, so
     # days must be built in order; two runs would interleave on the same incremental tables.
     max_active_runs=1,
-    # Marts published by 07:00 local on the day after the business day (CRM_PUBLISH_DEADLINE);
-    # a missed deadline goes to the alert channels.
-    deadline=publish_deadline_alert(),
+    # Marts published by 07:00 local on the day after the business day (CRM_PUBLISH_DEADLINE)
+    # and within 3 h of the run being queued (CRM_PUBLISH_WITHIN); a miss goes to the alert channels.
+    deadline=publish_deadline_alerts(),
     default_args=DEFAULT_ARGS,
     doc_md=__doc__,
     tags=["crm", "transformation", "dbt"],
@@ -185,11 +186,15 @@ def crm_transform() -> None:
 
         from airflow.sdk import Connection
 
+        from crm.ml.clv import score_clv
         from crm.ml.scoring import score_churn as score
+        from crm.project_vars import dbt_vars
         from crm.transform import run_dbt
 
-        result = score(dt.date.fromisoformat(env["CRM_RUN_DATE"]))
+        day = dt.date.fromisoformat(env["CRM_RUN_DATE"])
+        result = score(day, reasons_min_probability=dbt_vars()["churn_reasons_min_probability"])
         if result.scored and result.rows:  # the marts that read scores take today's
+            score_clv(day, result.model_version)
             run_dbt(
                 ["build", "--select", "source:ml+", "--exclude-resource-type", "unit_test"],
                 connection_url=Connection.get(CONN_ID).get_uri(),

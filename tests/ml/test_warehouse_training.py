@@ -130,10 +130,12 @@ def test_cli_trains_from_the_warehouse_and_registers_a_version(history_warehouse
     assert "out-of-time test" in result.output and "registered in ml.model_versions" in result.output
     with _owner(history_warehouse.url) as conn:
         rows = conn.execute(
-            "select features, training_window, metrics from ml.model_versions where name = 'churn_wh_test'"
+            "select features, training_window, metrics, drift_reference from ml.model_versions"
+            " where name = 'churn_wh_test'"
         ).fetchall()
     assert len(rows) == 1
-    features, window, metrics = rows[0]
+    features, window, metrics, reference = rows[0]
+    assert reference and "score" in reference, "the training profile daily scoring measures drift against"
     assert features["label"] == data.label and features["time"] == data.time_column
     assert data.id_column not in features["numeric"] + features["categorical"]
     assert window["split"] == "out-of-time" and window["train_rows"] + window["test_rows"] < len(data.frame)

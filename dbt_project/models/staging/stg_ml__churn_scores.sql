@@ -6,6 +6,9 @@ with source as (
         as_of_date,
         churn_probability,
         model_version,
+        reason_1,
+        reason_2,
+        reason_3,
         scored_at
     from {{ source('ml', 'churn_scores') }}
 ),
@@ -22,6 +25,8 @@ final as (
         as_of_date,
         churn_probability,
         model_version,
+        -- The model's top three reasons, worded for relationship managers (null: not explained).
+        nullif(concat_ws('; ', reason_1, reason_2, reason_3), '') as churn_reasons,
         scored_at as scored_at_utc
     from latest
 )

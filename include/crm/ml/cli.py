@@ -49,8 +49,10 @@ def _warehouse() -> tuple[bool, str]:
     return False, "no WAREHOUSE_URL and no running embedded warehouse"
 
 
-def _register(result, artifact, version: str, name: str) -> str:
-    """Register the version as crm_ml (migrating the warehouse first if 0007 is missing)."""
+def _register(result, artifact, version: str, name: str, frame) -> str:
+    """Register the version as crm_ml (migrating the warehouse first if 0007 is missing),
+    with its training sample's profile, the reference daily scoring measures drift against."""
+    from crm.ml.drift import reference_from_training, store_reference
     from crm.ml.registry import register_churn
     from crm.warehouse import connect, ensure_ready
 
@@ -58,8 +60,11 @@ def _register(result, artifact, version: str, name: str) -> str:
         exists = conn.execute("select to_regclass('ml.model_versions')").fetchone()[0]
     if exists is None:
         ensure_ready()
-    with connect("crm_ml", autocommit=True) as conn:
-        return str(register_churn(conn, result, artifact, version, name=name))
+    with connect("crm_ml") as conn:
+        decision = register_churn(conn, result, artifact, version, name=name)
+        store_reference(conn, name, version, reference_from_training(result, frame))
+        conn.commit()
+        return str(decision)
 
 
 def _warehouse_frame(label, id_column, time_column, gap_periods):
@@ -215,9 +220,7 @@ def churn_cmd(
         registry = f"not registered: {why}"
     else:
         try:
-            registry = (
-                f"registered in ml.model_versions via {why}: {_register(result, artifact, version, name)}"
-            )
+            registry = f"registered in ml.model_versions via {why}: {_register(result, artifact, version, name, frame)}"
         except Exception as exc:  # the artifact and report stay; say why the row is missing
             registry = f"NOT registered ({why}): {type(exc).__name__}: {exc}"
             failed = True
@@ -237,22 +240,33 @@ def score_cmd(
     chunk: Annotated[int, typer.Option(min=1, help="Rows fetched, scored and written at a time.")] = 50_000,
     threads: Annotated[int, typer.Option(help="OpenMP threads of the trees (0 = all cores).")] = 1,
 ) -> None:
-    """Score the latest feature snapshot on or before --date with the champion into ml.churn_scores.
+    """Score the latest feature snapshot on or before --date with the champion into ml.churn_scores
+    (with reason codes) and the lifetime value of the scored customers into ml.clv_scores.
 
     Idempotent: re-scoring a day replaces that day's scores of the same model version.
     Without a champion nothing is written and it exits 0.
     """
+    from crm.ml.clv import score_clv
     from crm.ml.scoring import NoFeaturesError, score_churn
+    from crm.project_vars import dbt_vars
 
     try:
-        result = score_churn(date, chunk=chunk, name=name, n_threads=threads or None)
+        result = score_churn(
+            date,
+            chunk=chunk,
+            name=name,
+            n_threads=threads or None,
+            reasons_min_probability=dbt_vars()["churn_reasons_min_probability"],
+        )
     except NoFeaturesError as exc:
         typer.echo(f"cannot score: {exc}", err=True)
         raise typer.Exit(1) from None
     if not result.scored:
         typer.echo(f"{date}: {result.message}")
         return
+    clv = score_clv(date, result.model_version)
     typer.echo(
         f"{date}: {result.rows:,} rows scored with {result.model_name} {result.model_version}"
-        f" (features of {result.snapshot_date}) in {result.seconds:.1f} s"
+        f" (features of {result.snapshot_date}) in {result.seconds:.1f} s; lifetime value of"
+        f" {clv.rows:,} customers ({clv.model_version})"
     )

@@ -146,16 +146,11 @@ def raw_checks(feed: Feed) -> list[Check]:
     return checks
 
 
-def _dbt_vars() -> dict[str, Any]:
-    from crm.settings import get_settings
-
-    project = yaml.safe_load((get_settings().dbt_project_dir / "dbt_project.yml").read_text())
-    return project["vars"]
-
-
 def mart_checks() -> dict[str, list[Check]]:
     """The mart gate: one suite per mart it validates (the day's snapshot)."""
-    v = _dbt_vars()
+    from crm.project_vars import dbt_vars
+
+    v = dbt_vars()
     targets = {
         "high_end": v["abc_high_end_share"],
         "major": v["abc_major_share"] - v["abc_high_end_share"],

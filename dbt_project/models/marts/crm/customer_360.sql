@@ -112,6 +112,7 @@ churn_scores as (
     select distinct on (customer_id)
         customer_id,
         churn_probability,
+        churn_reasons,
         model_version
     from {{ ref('stg_ml__churn_scores') }}
     where as_of_date <= (select snapshot_date from params)
@@ -170,6 +171,7 @@ joined as (
         coalesce(activity_window.cost_to_serve_hkd, 0) as cost_to_serve_hkd,
         coalesce(campaigns.marketing_cost_hkd, 0) as marketing_cost_hkd,
         churn_scores.churn_probability,
+        churn_scores.churn_reasons,
         churn_scores.model_version as churn_model_version,
         clv_scores.clv_hkd
     from customers
@@ -234,6 +236,7 @@ final as (
             * 365.0 / {{ window }}, 2
         ) as profit_annualised_hkd,
         churn_probability,
+        churn_reasons,
         churn_model_version,
         clv_hkd
     from joined

@@ -48,7 +48,8 @@ signals as (
         coalesce(customer_360.avg_satisfaction, 5) <= {{ var('worklist_low_satisfaction_max') }} as low_satisfaction,
         customer_360.outflow_to_competitors_hkd
         > {{ var('worklist_outflow_share_of_trb') }} * greatest(customer_360.trb_hkd, 1) as outflow_to_competitor,
-        customer_360.churn_probability
+        customer_360.churn_probability,
+        customer_360.churn_reasons
     from customer_360
     inner join segments on customer_360.customer_id = segments.customer_id
     where customer_360.rm_id is not null and segments.lifecycle_stage <> 'churned'
@@ -98,6 +99,7 @@ final as (
             case when scored.open_complaint then 'OPEN_COMPLAINT' end,
             case when scored.low_satisfaction then 'LOW_SATISFACTION' end
         ], null), ','), '') as reason_codes,
+        scored.churn_reasons as model_reasons,
         case
             when scored.open_complaint then 'resolve the open complaint personally'
             when scored.outflow_to_competitor or scored.falling_balance then 'retention call: review rates and needs'
