@@ -32,8 +32,8 @@ K = 5
 # of dim_customer (customer_360 repeats them), branch and RM (customer_segments, rm_worklist).
 # Not statuses or behaviour (balances, segments): the bank's own data (docs/security.md).
 QUASI_IDENTIFIERS = (
-    "d.gender, d.age_band, d.income_band_cny, d.occupation, d.years_employed, d.family_role,"
-    " d.family_size, d.city, d.branch_id, d.onboarding_date, d.rm_id,"
+    "d.name_masked, d.mobile_masked, d.gender, d.age_band, d.income_band_cny, d.occupation,"
+    " d.years_employed, d.family_role, d.family_size, d.city, d.branch_id, d.onboarding_date, d.rm_id,"
     " c.tenure_days, s.branch_id, s.rm_id, w.rm_id"
 )
 JOINED = """
@@ -45,6 +45,8 @@ left join marts.customer_segments as s
 left join marts.rm_worklist as w on w.customer_id = d.customer_id
 """
 SUPPRESSIBLE = (
+    "name_masked",
+    "mobile_masked",
     "gender",
     "age_band",
     "income_band_cny",
@@ -214,3 +216,32 @@ def test_every_combination_bi_can_join_is_shared_by_k_customers(warehouse, db):
     print(f"old columns: {unique} of {sum(old)} customers unique")
     assert unique > sum(old) / 2, "the old combination was unique for most customers"
     assert min(old) < K
+    # The old mobile mask (first 3 and last 4 digits) alone singled out most customers too.
+    old_mobile = class_sizes(
+        db, "select left(mobile, 3) || right(mobile, 4) from staging.stg_core__customers"
+    )
+    print(f"old mobile mask: {sum(1 for s in old_mobile if s == 1)} of {sum(old_mobile)} unique")
+    assert sum(1 for s in old_mobile if s == 1) > sum(old_mobile) / 2
+
+
+def test_migration_0013_downgrades_and_upgrades_again(warehouse, db):
+    """Down: the pseudonym function, pads and trigger go, the salt getter is back for dbt; up
+    again: the key is owner-only and the pseudonym is the HMAC again."""
+    from alembic import command
+
+    from crm.settings import get_settings
+    from crm.warehouse.migrate import alembic_config, migrate
+
+    key = get_settings().role_password("crm_pii_salt")
+    command.downgrade(alembic_config(warehouse), "0012")
+    down = db.execute(
+        "select to_regprocedure('private.pseudonym(text)'), has_table_privilege('crm_transformer',"
+        " 'private.pii_salt', 'select'), has_function_privilege('crm_transformer', 'private.pii_salt()', 'execute')"
+    ).fetchone()
+    assert down == (None, True, True)
+    migrate(warehouse)
+    up = db.execute(
+        "select has_table_privilege('crm_transformer', 'private.pii_salt', 'select'),"
+        " to_regprocedure('private.pii_salt()'), private.pseudonym('abc')"
+    ).fetchone()
+    assert up == (False, None, hmac.new(key.encode(), b"abc", hashlib.sha256).hexdigest())

@@ -18,7 +18,7 @@
     customers. Statuses and behaviour (balances, segments) are the bank's own, not outside
     knowledge, and are not generalised. -#}
 {%- set quasi_identifiers = [
-    'gender', 'age_band', 'income_band_cny', 'occupation', 'years_employed',
+    'name_masked', 'mobile_masked', 'gender', 'age_band', 'income_band_cny', 'occupation', 'years_employed',
     'family_role', 'family_size', 'city', 'branch_id', 'onboarding_date', 'rm_id'
 ] %}
 with customers as (
@@ -39,6 +39,11 @@ holdings as (
 generalised as (
     select
         customer_id,
+        -- Family name only, fixed length (the name's length would narrow it down too).
+        left(full_name, 1) || '**' as name_masked,
+        -- Carrier prefix only: the last digits of a number its owner's acquaintances know
+        -- would single the customer out.
+        left(mobile, 3) || '********' as mobile_masked,
         gender,
         case
             when age({{ run_date() }}, birth_date) < interval '25 years' then '18-24'
@@ -77,6 +82,8 @@ generalised as (
 {{ k_anonymise(
     source='generalised', name='k_anonymous', key='customer_id', columns=quasi_identifiers, k=k,
     steps=[
+        {'column': 'mobile_masked', 'expression': 'null'},
+        {'column': 'name_masked', 'expression': 'null'},
         {'column': 'onboarding_date', 'expression': "date_trunc('year', onboarding_date)::date"},
         {'column': 'years_employed', 'expression': 'null'},
         {'column': 'family_size', 'expression': 'null'},
@@ -99,9 +106,8 @@ final as (
         customers.customer_id,
         -- HMAC-SHA256 under a key only the warehouse owner reads (private.pseudonym, migration 0013).
         private.pseudonym(customers.national_id) as national_id_hash,
-        left(customers.full_name, 1) || repeat('*', greatest(char_length(customers.full_name) - 1, 1))
-            as name_masked,
-        left(customers.mobile, 3) || '****' || right(customers.mobile, 4) as mobile_masked,
+        k_anonymous.name_masked,
+        k_anonymous.mobile_masked,
         k_anonymous.gender,
         k_anonymous.age_band,
         k_anonymous.occupation,
