@@ -23,8 +23,9 @@
 ] %}
 with customers as (
     select * from {{ ref('stg_core__customers') }}
-    -- Customers of the day built: a later onboarding is not in it (a re-run of an earlier day).
-    where onboarding_date <= {{ run_date() }}
+    -- Customers of the day built: a later onboarding is not in it (a re-run of an earlier day),
+    -- nor in the classes counted for k-anonymity.
+    where onboarding_date <= {{ run_date() }} or onboarding_date is null
 ),
 
 holdings as (
