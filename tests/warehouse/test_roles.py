@@ -72,9 +72,11 @@ def test_a_short_pii_salt_is_refused(warehouse):
     from crm.settings import get_settings
     from crm.warehouse.migrate import sync_secrets
 
-    settings = get_settings().model_copy(update={"pii_salt": "change-me"})
-    with pytest.raises(ValueError, match="CRM_PII_SALT must be at least 16"):
-        sync_secrets(warehouse, settings)
+    for salt, why in (("Xy7-sh0rt-K3y!", "must be at least 32"), ("change-me", "is a placeholder")):
+        settings = get_settings().model_copy(update={"pii_salt": salt})
+        with pytest.raises(ValueError, match=f"CRM_PII_SALT {why}") as refused:
+            sync_secrets(warehouse, settings)
+        assert salt not in str(refused.value), "the message never shows the key"
 
 
 def test_role_passwords_reach_the_server_only_as_scram_verifiers(warehouse, monkeypatch):

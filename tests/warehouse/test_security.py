@@ -69,10 +69,10 @@ def test_a_weak_pii_salt_is_refused_naming_the_variable_not_the_value(tmp_path, 
 
 
 def test_a_strong_salt_and_real_passwords_are_accepted(tmp_path, monkeypatch):
-    monkeypatch.setenv("CRM_PII_SALT", "x7Hq2-pLw9_vR4tZk8mB")
+    monkeypatch.setenv("CRM_PII_SALT", "x7Hq2-pLw9_vR4tZk8mB-Jd3sQ6yNa1cUe5")
     monkeypatch.setenv("CRM_LOADER_PASSWORD", "Qm3vT8-zXr2wPk5nLs9d")
     settings = Settings(home=tmp_path)
-    assert settings.role_password("crm_pii_salt") == "x7Hq2-pLw9_vR4tZk8mB"
+    assert settings.role_password("crm_pii_salt") == "x7Hq2-pLw9_vR4tZk8mB-Jd3sQ6yNa1cUe5"
     assert settings.role_password("crm_loader") == "Qm3vT8-zXr2wPk5nLs9d"
 
 
