@@ -94,9 +94,11 @@ ROW_LEVEL = [k for k in DATASET_KINDS if k != "segment_collapse"]
 def test_each_raw_and_recon_fault_is_caught_by_the_check_and_severity_its_ledger_names(
     tmp_path, warehouse, db, monkeypatch
 ):
-    # 1,000 customers: a feed of 30 rows a day that drops to 12 is within chance; of 100, not.
+    # 5,000 customers: a feed of 30 rows a day that drops to 12 is within chance; of 100, not;
+    # and a unit shift needs a money feed with a median of at least MIN_SAMPLE values to be
+    # seen (campaign contacts: ~30 a day at 5,000 customers, ~5 at 1,000).
     faults = ",".join(f"{k}=1" for k in ROW_LEVEL)
-    _, ledger = bank(tmp_path, monkeypatch, DAYS, seed=13, faults=faults, customers=1000)
+    _, ledger = bank(tmp_path, monkeypatch, DAYS, seed=13, faults=faults, customers=5000)
     for d in range(1, DAYS - 1):  # the feeds' history
         gates(START + dt.timedelta(days=d))
     runs = gates(LAST)

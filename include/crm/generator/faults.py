@@ -67,6 +67,7 @@ from pathlib import Path
 import numpy as np
 
 from crm.feeds import Column, Feed
+from crm.quality.history import MIN_SAMPLE
 
 log = logging.getLogger(__name__)
 
@@ -482,7 +483,7 @@ class FaultInjector:
         if "balance_break" in self.dataset:
             self._balance_break(day, by_name, rng)
         if "unit_shift" in self.dataset:
-            picked = free(lambda f, t: _shiftable(f, t) is not None)
+            picked = free(lambda f, t: t.rows >= MIN_SAMPLE and _shiftable(f, t) is not None)
             if picked is None:
                 raise RuntimeError(f"unit_shift: no channel feed of {day} has a money column with room x100")
             feed, path, table = picked
@@ -852,8 +853,8 @@ def _shiftable(feed: Feed, table: _Table) -> str | None:
 
 
 def _fillable(feed: Feed, table: _Table) -> str | None:
-    """The optional column that is most often filled (at least 90 % of rows, 10 rows)."""
-    if table.rows < 10:
+    """The optional column that is most often filled (at least 90 % of rows, MIN_SAMPLE rows)."""
+    if table.rows < MIN_SAMPLE:
         return None
     best, share = None, 0.9
     for col in feed.columns:

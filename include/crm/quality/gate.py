@@ -177,15 +177,17 @@ def _outcome(result, bands: dict[str, dict[str, Any]]) -> Outcome:
     )
 
 
-def _nothing_to_judge_on_an_empty_day(outcomes: list[Outcome]) -> list[Outcome]:
-    """A day without rows (a branch closed on Sunday) is judged by its volume alone: a null
-    rate or a median of no rows says nothing, and is kept out of tomorrow's history."""
+def _nothing_to_judge_on_a_thin_day(outcomes: list[Outcome]) -> list[Outcome]:
+    """A day with fewer than ``history.MIN_SAMPLE`` rows (none: a branch closed on Sunday;
+    five campaign contacts) is judged by its volume alone: a null rate or a median of a
+    handful of rows says nothing, and is kept out of tomorrow's history."""
     volume = next((o for o in outcomes if o.expectation == "expect_table_row_count_to_be_between"), None)
-    if volume is None or volume.observed != 0:
+    if volume is None or not isinstance(volume.observed, int | float) or volume.observed >= history.MIN_SAMPLE:
         return outcomes
     for o in outcomes:
         if o is not volume and o.expectation in VALUE_CHECKS:
-            o.success, o.observed, o.expected = True, None, {**o.expected, "no_rows": True}
+            o.success, o.observed = True, None
+            o.expected = {**o.expected, "not_judged": f"{volume.observed} rows (< {history.MIN_SAMPLE})"}
     return outcomes
 
 
@@ -267,7 +269,7 @@ def run_gate(
             ]
             params, bands = history.parameters(conn, gate, subject, day, checks)
             result = definition.run(expectation_parameters=params, result_format="SUMMARY")
-            outcomes = _nothing_to_judge_on_an_empty_day([_outcome(r, bands) for r in result.results])
+            outcomes = _nothing_to_judge_on_a_thin_day([_outcome(r, bands) for r in result.results])
             run = SuiteRun(name, gate, subject, day, outcomes)
             run.seconds = time.perf_counter() - clock
             _record(conn, run, started, pipeline_run_id)
