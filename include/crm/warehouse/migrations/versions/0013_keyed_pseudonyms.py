@@ -69,6 +69,10 @@ end $f$;
 revoke all on function private.derive_hmac_pads() from public;
 create trigger derive_hmac_pads before insert or update of salt on private.pii_salt
     for each row execute function private.derive_hmac_pads();
+-- An older key shorter than 32 characters cannot get its pads (the row fails the new
+-- check on any update): it is dropped here and crm migrate stores the configured key right
+-- after the migrations (sync_secrets), as for a new warehouse; the pseudonyms change once.
+delete from private.pii_salt where char_length(salt) < 32;
 update private.pii_salt set salt = salt;
 
 create function private.pseudonym(value text) returns text
