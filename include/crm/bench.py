@@ -3,7 +3,7 @@
 Writes ``var/bench/results.json`` and prints a table. Each section measures the real
 component on generated data; nothing here is asserted, it is reported.
 
-    python -m crm.bench [--customers 100000] [--sections generator,ingest,dbt,dags,gates,dag_stage]
+    python -m crm.bench [--customers 100000] [--sections generator,ingest,ingest_history,dbt,dags,gates,dag_stage]
 """
 
 from __future__ import annotations
@@ -304,6 +304,16 @@ def _bench_faulty_day(customers: int, work: Path) -> dict[str, Any]:
     }
 
 
+def bench_ingest_history(
+    customers: int, work: Path, history_customers: int = 1000, history_days: int = 150
+) -> dict[str, Any]:
+    """A day's load early vs late in a long history (crm.ingest.bench): the ratio stays near
+    1 unless some step of the load grows with the number of days in raw."""
+    from crm.ingest.bench import bench_history_growth
+
+    return bench_history_growth(history_customers, work / "history", history_days)
+
+
 def bench_dbt(customers: int, work: Path, dbt_customers: int = 2000) -> dict[str, Any]:
     from crm.transform.bench import bench
 
@@ -349,6 +359,7 @@ def bench_dag_stage(customers: int, work: Path, dag_customers: int = 20_000) -> 
 SECTIONS = {
     "generator": bench_generator,
     "ingest": bench_ingest,
+    "ingest_history": bench_ingest_history,
     "dbt": bench_dbt,
     "dags": bench_dags,
     "gates": bench_gates,
@@ -373,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
         help="bank size of the 90-day dbt bench: the ingest bench's bank (about 10 min; 20000: 3 min)",
     )
     parser.add_argument(
+        "--history-customers", type=int, default=1000, help="bank size of the history-growth bench"
+    )
+    parser.add_argument("--history-days", type=int, default=150, help="days of the history-growth bench")
+    parser.add_argument(
         "--dag-customers", type=int, default=20_000, help="bank size of the dbt-stage-in-Airflow bench"
     )
     args = parser.parse_args(argv)
@@ -393,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
             "generator": {"big": args.generator_customers},
             "dbt": {"dbt_customers": args.dbt_customers},
             "dag_stage": {"dag_customers": args.dag_customers},
+            "ingest_history": {
+                "history_customers": args.history_customers,
+                "history_days": args.history_days,
+            },
         }
         report[name] = fn(args.customers, work, **extra.get(name, {}))
         report[name]["wall_s"] = round(time.perf_counter() - started, 1)

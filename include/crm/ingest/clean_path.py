@@ -40,6 +40,7 @@ from crm.feeds import Column, Feed, Registry
 from crm.ingest.attempt import Attempt
 from crm.ingest.checks import future_rules, jsonl_extra, range_rules, text_rules, unknown_reference
 from crm.ingest.clean_lines import LineChecker, NotClean, numbered, python_field, source_texts
+from crm.ingest.keys import record_keys
 from crm.ingest.lines import LineReader
 from crm.ingest.rules import PG_ENCODINGS, SHAPES, RowReason, anchored, deep_json_in
 from crm.ingest.tables import raw_columns
@@ -204,6 +205,7 @@ class NewPartition:
         # The owner's function replaces the day's partition with this table (checked, then
         # owned by the owner): the loader cannot drop, rename or attach in raw itself.
         self.conn.execute("select raw.adopt_partition(%s, %s, %s)", (self.feed.name, self.day, self.load_id))
+        record_keys(self.conn, self.registry, self.feed, self.day)
 
 
 def _pg_encoding(encoding: str) -> str:

@@ -16,6 +16,7 @@ from psycopg import Connection, sql
 from crm.feeds import Column, Feed, Registry
 from crm.ingest.attempt import Attempt
 from crm.ingest.checks import future_rules, range_rules, text_rules, unknown_reference
+from crm.ingest.keys import record_keys
 from crm.ingest.rules import SHAPES, anchored
 from crm.ingest.stage import Quarantined, decoded_lines, stage_csv, stage_jsonl
 from crm.ingest.tables import LINEAGE_COLUMNS, ensure_partition
@@ -148,6 +149,7 @@ def load_rows(
             " where not exists (select 1 from _bad b where b._line_number = s._line_number)"
         ).format(partition, sql.SQL(", ").join(target_cols), sql.SQL(", ").join(values), stage)
     ).rowcount
+    record_keys(conn, attempt.registry, feed, day)
     _quarantine(attempt, quarantined)
     conn.execute(sql.SQL("drop table {}").format(stage))
     return loaded

@@ -135,5 +135,8 @@ def ensure_partition(conn: Connection, feed: Feed, day: dt.date) -> sql.Composed
 
 
 def ensure_all_tables(conn: Connection, registry: Registry) -> None:
+    from crm.ingest.keys import ensure_key_tables
+
     for feed in registry.load_order():
         ensure_feed_tables(conn, feed)
+    ensure_key_tables(conn, registry)
