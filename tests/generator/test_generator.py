@@ -274,12 +274,12 @@ def test_cdc_updates_carry_real_changes_and_stable_identity(bank):
     assert first.index.is_unique, "a customer is inserted once"
     updates = customers[customers["change_type"] == "U"].join(first, on="customer_id", rsuffix="_first")
     assert len(updates) > 50
-    for column in ("city", "rm_id", "annual_income_cny", "status"):
+    for column in ("city", "rm_id", "annual_income_cny", "status", "marketing_consent"):
         assert (updates[column] != updates[f"{column}_first"]).any(), f"no CDC update changes {column}"
     for column in ("national_id", "full_name", "birth_date", "onboarding_date"):
         assert (updates[column] == updates[f"{column}_first"]).all(), f"{column} changed in an update"
     # Every update changes something the core tracks.
-    tracked = ["city", "rm_id", "annual_income_cny", "status", "home_branch_id"]
+    tracked = ["city", "rm_id", "annual_income_cny", "status", "home_branch_id", "marketing_consent"]
     changed = np.zeros(len(updates), dtype=bool)
     for column in tracked:
         changed |= (updates[column] != updates[f"{column}_first"]).to_numpy()

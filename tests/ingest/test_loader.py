@@ -43,6 +43,7 @@ def customer_row(n: int, **overrides: str) -> dict[str, str]:
         "status": "active",
         "rm_id": "RM0001",
         "referred_by": "",
+        "marketing_consent": "Y",
         "updated_at": "2026-01-05 09:00:00",
     }
     row.update(overrides)

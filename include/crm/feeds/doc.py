@@ -133,6 +133,7 @@ What the generator writes besides the feeds, and how it injects defects. The cod
 | `<landing>/_redelivered/<feed>/<day>/<file>` | a second, byte-identical delivery of the day's file (see `duplicate_delivery`) |
 | `<truth>/customers_truth.csv` | latent model per customer: `customer_id, lv_quadrant (A/B/C/D), value_potential_hkd, loyalty, channel_preference, service_sensitivity, churn_date, churn_type (closure/silent/none), onboarding_date` |
 | `<truth>/monthly_margin.csv` | `customer_id, month (YYYY-MM, calendar month), margin_hkd`: realised margin (balance margin + fees − cost to serve − campaign cost) |
+| `<truth>/consent_changes.csv` | `customer_id, change_date, marketing_consent (Y/N), reason (onboarding/opt_out/opt_in)`: each customer's marketing consent at onboarding (the initial book: on the first day) and every later change, effective from its date |
 | `<truth>/faults.jsonl` | the fault ledger (below) |
 | `<truth>/generation.json` | the parameters, rows per feed and the fault count of the run |
 

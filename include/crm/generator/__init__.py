@@ -118,6 +118,7 @@ def generate(
     customers_truth, margin = bank.truth_frames()
     customers_truth.to_csv(truth / "customers_truth.csv", index=False, lineterminator="\n")
     margin.to_csv(truth / "monthly_margin.csv", index=False, lineterminator="\n")
+    bank.consent_truth().to_csv(truth / "consent_changes.csv", index=False, lineterminator="\n")
     with open(truth / "faults.jsonl", "w", encoding="utf-8") as fh:
         for entry in injector.ledger:
             fh.write(json.dumps(entry, sort_keys=True) + "\n")

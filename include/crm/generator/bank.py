@@ -46,6 +46,14 @@ OTHER_BANKS = np.array(["ICBC", "CCB", "BOC", "ABC", "CMB", "PINGAN"])
 MCCS = np.array(["5411", "5812", "5999", "4111", "5311", "5732", "7011", "5541"])
 REMARKS = np.array(["", "", "", "", "客户满意", "办理较快", "等候时间长", "VIP客户", "需回访"])
 QUADRANTS = np.array(["A", "B", "C", "D"])
+# Marketing consent (PIPL): the share who consent at onboarding, then each day a share of
+# the consenting customers opts out and a smaller share of the others opts in; every change
+# reaches the core extract as a CDC row of that customer on that day. Drawn from a stream of
+# their own, so every other generated value stays as it was without consent.
+CONSENT_AT_ONBOARDING = 0.70
+CONSENT_OPT_OUT_DAILY = 0.0008
+CONSENT_OPT_IN_DAILY = 0.0002
+_CONSENT_STREAM = 7_301
 
 
 def _ts(day: dt.date, seconds: np.ndarray) -> np.ndarray:
@@ -94,6 +102,8 @@ class Bank:
     rm_changed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # Cross-sell: (customer, product) opened the day after a campaign conversion.
     pending_opens: tuple[np.ndarray, np.ndarray] | None = None
+    # Ground truth of marketing consent: (customers, date, Y/N, reason) per onboarding or change.
+    consent_log: list[tuple[np.ndarray, dt.date, str, str]] = field(default_factory=list)
 
     # ----------------------------------------------------------------- set-up
     def _month(self, d: int) -> int:
@@ -131,6 +141,7 @@ class Bank:
             ("status", np.int8),
             ("quadrant", np.int8),
             ("area", np.int32),  # area code of the resident id: fixed at birth, not by moves
+            ("consent", bool),  # marketing consent (Y) as the core holds it today
         ]:
             a[name] = np.zeros(self.cap, dtype=dtype)
         for name, dtype in [
@@ -206,6 +217,10 @@ class Bank:
         a["sensitivity"][idx] = rng.beta(2, 3, k)
         a["sat"][idx] = rng.normal(0.0, 0.45, k)
         a["status"][idx] = 0  # 0 active, 1 dormant, 2 closed
+        consent_rng = np.random.default_rng([self.seed, _CONSENT_STREAM, day.toordinal(), int(idx[0])])
+        a["consent"][idx] = consent_rng.random(k) < CONSENT_AT_ONBOARDING
+        for value in (True, False):
+            self.consent_log.append((idx[a["consent"][idx] == value], day, "YN"[not value], "onboarding"))
         # Fate: churn day and type, then how (and whether) it shows beforehand.
         d = (day - self.start).days
         first = 0 if initial else d + fate.FIRST_CHURN_AFTER
@@ -409,9 +424,28 @@ class Bank:
         new_rm = np.flatnonzero((rng.random(n) < 0.0003) & alive & (a["rm"][:n] > 0))
         a["rm"][new_rm] = 1 + (a["rm"][new_rm] + rng.integers(0, self._n_rms, len(new_rm))) % self._n_rms
         changed = np.flatnonzero(closure | dormant | revised)
+        if d > 0:
+            changed = np.union1d(changed, self._consent_changes(day, alive, new_ids))
         changed = np.union1d(np.union1d(changed, moved), np.union1d(new_rm, self.rm_changed))
         self.rm_changed = np.zeros(0, dtype=np.int64)
         return np.union1d(changed, new_ids)
+
+    def _consent_changes(self, day: dt.date, alive: np.ndarray, new_ids: np.ndarray) -> np.ndarray:
+        """Today's opt-outs and opt-ins among customers not onboarded today; returns them."""
+        a = self.arrays
+        n = self.n
+        rng = np.random.default_rng([self.seed, _CONSENT_STREAM, day.toordinal()])
+        draw = rng.random(n)
+        eligible = alive.copy()
+        eligible[new_ids] = False
+        consent = a["consent"][:n]
+        opt_out = np.flatnonzero(eligible & consent & (draw < CONSENT_OPT_OUT_DAILY))
+        opt_in = np.flatnonzero(eligible & ~consent & (draw < CONSENT_OPT_IN_DAILY))
+        a["consent"][opt_out] = False
+        a["consent"][opt_in] = True
+        self.consent_log.append((opt_out, day, "N", "opt_out"))
+        self.consent_log.append((opt_in, day, "Y", "opt_in"))
+        return np.union1d(opt_out, opt_in)
 
     def _customers_frame(self, idx, day, d, new_ids) -> pd.DataFrame:
         a = self.arrays
@@ -452,6 +486,7 @@ class Bank:
                 "status": np.array(["active", "dormant", "closed"])[a["status"][idx]],
                 "rm_id": np.where(rm > 0, np.char.add("RM", _zfill(rm.astype("U4"), 4)), ""),
                 "referred_by": np.where(ref >= 0, _cid(np.maximum(ref, 0)), ""),
+                "marketing_consent": np.where(a["consent"][idx], "Y", "N"),
                 "updated_at": _ts(day, np.full(k, 6 * 3600) + (idx % 3600)),
             }
         )
@@ -1107,6 +1142,27 @@ class Bank:
                 )
             )
         return customers, pd.concat(rows, ignore_index=True)
+
+    def consent_truth(self) -> pd.DataFrame:
+        """Every customer's consent at onboarding (or at the start, for the initial book) and
+        every later opt-out and opt-in, by date: the consent each day's lists must honour."""
+        parts = [
+            pd.DataFrame(
+                {
+                    "customer_id": _cid(idx),
+                    "change_date": day.isoformat(),
+                    "marketing_consent": value,
+                    "reason": why,
+                }
+            )
+            for idx, day, value, why in self.consent_log
+            if len(idx)
+        ]
+        columns = ["customer_id", "change_date", "marketing_consent", "reason"]
+        if not parts:
+            return pd.DataFrame(columns=columns)
+        frame = pd.concat(parts, ignore_index=True)
+        return frame.sort_values(["change_date", "customer_id"], kind="stable", ignore_index=True)[columns]
 
 
 MAX_POSTING = 49_000_000.0  # below the registry's max amount (50,000,000)
