@@ -1,4 +1,6 @@
--- Current state of each customer: the latest CDC row (raw keeps every delta).
+-- Current state of each customer: the latest CDC row (raw keeps every delta), as of the run
+-- date: so marketing_consent is the consent that holds on the day built (an opt-out's CDC row
+-- counts from its business day on).
 with source as (
     select
         customer_id,
@@ -21,6 +23,7 @@ with source as (
         status,
         rm_id,
         referred_by,
+        marketing_consent,
         updated_at,
         _business_date,
         _line_number
@@ -55,6 +58,8 @@ final as (
         status as core_status,
         rm_id,
         referred_by as referred_by_customer_id,
+        -- Y or N; rows loaded before the core sent consent have none: no consent.
+        coalesce(marketing_consent, 'N') as marketing_consent,
         {{ local_to_utc('updated_at') }} as updated_at_utc,
         _business_date as last_changed_on
     from latest

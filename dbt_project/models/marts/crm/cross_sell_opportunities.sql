@@ -1,5 +1,7 @@
 -- Products a customer lacks that similar customers (same LV quadrant and TRB tier) hold,
 -- with the adoption rate among peers and the margin a holder of that product earns.
+-- Only customers with marketing consent (Y) on the day built get offers (PIPL): an opt-out
+-- holds from its business day; peers without consent still count as peers.
 {{
     config(
         materialized='incremental',
@@ -14,6 +16,12 @@
 with segments as (
     select * from {{ ref('customer_segments') }}
     where snapshot_date = {{ run_date() }} and lv_quadrant is not null
+),
+
+consenting as (
+    select customer_id
+    from {{ ref('stg_core__customers') }}
+    where marketing_consent = 'Y'
 ),
 
 holdings as (
@@ -76,6 +84,7 @@ candidates as (
         peer_adoption.adoption_rate,
         product_margin.annual_margin_per_account_hkd
     from segments
+    inner join consenting on segments.customer_id = consenting.customer_id
     inner join peer_adoption
         on segments.lv_quadrant = peer_adoption.lv_quadrant and segments.trb_tier = peer_adoption.trb_tier
     left join holdings
