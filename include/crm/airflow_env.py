@@ -2,6 +2,10 @@
 
 ``crm run`` and ``crm airflow`` start Airflow processes with :func:`airflow_environ`;
 the production stack (docker-compose) sets the same variables itself.
+
+Airflow never gets the owner's URL or password: each task connects as its stage's role
+(``AIRFLOW_CONN_CRM_LOADER`` .. ``_BI_READER``, or ``crm.warehouse.connect(role)`` on
+``CRM_WAREHOUSE_ADDRESS``, the server without credentials).
 """
 
 from __future__ import annotations
@@ -14,15 +18,27 @@ from pathlib import Path
 from crm.dates import BANK_TZ
 from crm.settings import REPO_ROOT, ROLES, Settings, get_settings, private_dir
 
+# What the calling shell may hold and Airflow must not inherit: the owner's and the
+# superuser's credentials (crm migrate reads them, no task does).
+OWNER_VARIABLES = (
+    "WAREHOUSE_URL",
+    "CRM_WAREHOUSE_URL",
+    "WAREHOUSE_PASSWORD",
+    "WAREHOUSE_ADMIN_PASSWORD",
+    "CRM_OWNER_PASSWORD",
+    "CRM_ADMIN_PASSWORD",
+    "AIRFLOW_CONN_CRM_WAREHOUSE",
+)
+
 
 def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
     from crm import lineage
-    from crm.warehouse import owner_url, role_url
+    from crm.warehouse import role_url, server_address
 
     settings = settings or get_settings()
     home = settings.airflow_home
     private_dir(home)
-    env = dict(os.environ)
+    env = {key: value for key, value in os.environ.items() if key not in OWNER_VARIABLES}
     env.update(
         {
             "AIRFLOW_HOME": str(home),
@@ -51,11 +67,12 @@ def airflow_environ(settings: Settings | None = None) -> dict[str, str]:
     # (AIRFLOW__OPENLINEAGE__TRANSPORT: Marquez; AIRFLOW__OPENLINEAGE__DISABLED=True: off).
     for key, value in lineage.airflow_settings(settings).items():
         env.setdefault(key, value)
-    url = owner_url(settings)
-    env["WAREHOUSE_URL"] = url
-    env["AIRFLOW_CONN_CRM_WAREHOUSE"] = url
+    # The server without credentials, and each stage role's connection and password (so a task
+    # never reads the owner's secrets; var/secrets.json stays readable to this OS user, docs/security.md).
+    env["CRM_WAREHOUSE_ADDRESS"] = server_address(settings)
     for role in ROLES:
         env[f"AIRFLOW_CONN_{role.upper()}"] = role_url(role, settings)
+        env[f"CRM_{role.removeprefix('crm_').upper()}_PASSWORD"] = settings.role_password(role)
     return env
 
 

@@ -89,8 +89,9 @@ def grant_login(url: str, role: str, rm_id: str, password: str) -> bool:
             conn.execute(sql.SQL("create role {} login in role crm_rm").format(ident))
         conn.execute(
             sql.SQL(
-                "alter role {} with login nosuperuser nocreatedb nocreaterole noreplication nobypassrls"
-                " connection limit {} password {}"
+                # Not superuser, replication or bypassrls: the owner (no superuser) may not name
+                # those, and a role it creates never has them.
+                "alter role {} with login nocreatedb nocreaterole connection limit {} password {}"
             ).format(ident, sql.Literal(LOGIN_CONNECTION_LIMIT), sql.Literal(verifier))
         )
         conn.execute(

@@ -22,6 +22,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 ROLES = ("crm_loader", "crm_transformer", "crm_ml", "crm_bi_reader")
+# The warehouse's superuser (the embedded cluster's bootstrap role, docker-compose's POSTGRES_USER):
+# it creates the owner and the database, nothing else. The owner, crm_owner, is no superuser.
+ADMIN = "crm_admin"
 
 # The pseudonym key (CRM_PII_SALT, the HMAC key of dim_customer's pseudonyms): a guessable
 # key lets anyone who reads the marts recompute pseudonyms of candidate ids and reverse them.
@@ -119,7 +122,16 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = Field(
         default=None, description="URL that receives JSON alerts (webhook)."
     )
+    warehouse_address: str | None = Field(
+        default=None,
+        description="The warehouse's URL without credentials: what Airflow is given instead of WAREHOUSE_URL"
+        " (it connects as the stage roles only; no owner URL).",
+    )
     owner_password: str | None = Field(default=None, description="Embedded warehouse owner password.")
+    admin_password: str | None = Field(
+        default=None,
+        description="Password of crm_admin, the warehouse superuser that creates crm_owner (crm migrate only).",
+    )
     pii_salt: str | None = Field(
         default=None, description="Key of the HMAC pseudonyms in the marts (32+ random characters)."
     )
@@ -173,6 +185,7 @@ class Settings(BaseSettings):
         (:class:`InsecureSecret`, naming the variable).
         """
         field = {
+            "crm_admin": "admin_password",
             "crm_owner": "owner_password",
             "crm_loader": "loader_password",
             "crm_transformer": "transformer_password",

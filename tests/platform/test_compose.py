@@ -29,7 +29,7 @@ AIRFLOW_COMPONENTS = {
     "airflow-dag-processor": "dag-processor",
     "airflow-triggerer": "triggerer",
 }
-ONE_SHOT = {"airflow-init"}
+ONE_SHOT = {"airflow-init", "warehouse-init"}
 DATABASES = {"airflow-metadata-db": "airflow-db", "warehouse": "warehouse-data"}
 CELERY_ONLY = {"redis", "airflow-worker"}
 # Services running the project's Airflow image (the x-airflow-common anchor).
@@ -164,8 +164,13 @@ def test_airflow_waits_for_healthy_databases_and_a_successful_init():
 
 def test_init_migrates_airflow_and_the_warehouse_and_creates_the_admin():
     script = "\n".join(SERVICES["airflow-init"]["command"])
-    for step in ("airflow db migrate", "airflow users create", "crm migrate", "ensure_manifest"):
+    for step in ("airflow db migrate", "airflow users create", "ensure_manifest"):
         assert step in script, f"airflow-init does not run {step!r}"
+    # The warehouse is migrated by its own one-shot (not Airflow), before airflow-init.
+    assert SERVICES["warehouse-init"]["entrypoint"] == ["crm", "migrate"]
+    assert "crm migrate" not in script
+    deps = SERVICES["airflow-init"]["depends_on"]
+    assert deps["warehouse-init"]["condition"] == "service_completed_successfully"
     assert '--password "$${AIRFLOW_ADMIN_PASSWORD}"' in script  # from .env, never literal
     assert env_of("airflow-init")["AIRFLOW_ADMIN_PASSWORD"].startswith("${AIRFLOW_ADMIN_PASSWORD:?")
 
@@ -215,10 +220,7 @@ def test_telemetry_is_off_in_every_airflow_service():
 def test_airflow_gets_the_warehouse_connections_the_local_airflow_gets():
     env = env_of("airflow-scheduler")
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
-    assert env["WAREHOUSE_URL"] == env["AIRFLOW_CONN_CRM_WAREHOUSE"]
-    assert re.fullmatch(
-        r"postgresql://crm_owner:\$\{WAREHOUSE_PASSWORD:\?[^}]*\}@warehouse:5432/crm", env["WAREHOUSE_URL"]
-    )
+    assert env["CRM_WAREHOUSE_ADDRESS"] == "postgresql://warehouse:5432/crm"
     for role in ROLES:
         secret = f"CRM_{role.removeprefix('crm_').upper()}_PASSWORD"
         url = env[f"AIRFLOW_CONN_{role.upper()}"]
@@ -232,6 +234,33 @@ def test_every_crm_variable_is_a_setting():
     for name in AIRFLOW_SERVICES:
         unknown = {key for key in env_of(name) if key.startswith("CRM_")} - fields
         assert not unknown, f"{name} sets {unknown}, which crm.settings does not read"
+
+
+def test_no_airflow_service_gets_the_owner_or_the_superuser():
+    """Only warehouse-init (not Airflow) has crm_owner's URL and crm_admin's password; the
+    warehouse's superuser is crm_admin, not the owner."""
+    for name in sorted(set(AIRFLOW_SERVICES) - {"warehouse-init"}):
+        env = env_of(name)
+        leaked = {
+            key
+            for key, value in env.items()
+            if re.search(r"crm_owner|crm_admin|WAREHOUSE_PASSWORD|WAREHOUSE_ADMIN_PASSWORD", value)
+            or key
+            in ("WAREHOUSE_URL", "CRM_OWNER_PASSWORD", "CRM_ADMIN_PASSWORD", "AIRFLOW_CONN_CRM_WAREHOUSE")
+        }
+        assert not leaked, f"{name} gets the owner's or the superuser's credentials: {sorted(leaked)}"
+    init = env_of("warehouse-init")
+    assert re.fullmatch(
+        r"postgresql://crm_owner:\$\{WAREHOUSE_PASSWORD:\?[^}]*\}@warehouse:5432/crm", init["WAREHOUSE_URL"]
+    )
+    assert init["CRM_ADMIN_PASSWORD"].startswith("${WAREHOUSE_ADMIN_PASSWORD:?")
+    assert not {key for key in init if key.startswith("AIRFLOW__")} - {
+        "AIRFLOW__CORE__LOAD_EXAMPLES",
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY",
+    }, "warehouse-init needs no Airflow settings or secrets"
+    warehouse = env_of("warehouse")
+    assert warehouse["POSTGRES_USER"] == "crm_admin"
+    assert warehouse["POSTGRES_PASSWORD"].startswith("${WAREHOUSE_ADMIN_PASSWORD:?")
 
 
 # --- secrets ----------------------------------------------------------------------------

@@ -18,12 +18,13 @@ def report_path(day: dt.date, settings: Settings | None = None) -> Path:
 
 
 def write_report(day: dt.date, out: Path | None = None, settings: Settings | None = None) -> Path:
-    """Write the report of ``day`` (as the owner, read-only) and return its path."""
+    """Write the report of ``day`` (as ``crm_transformer``, which builds the marts and reads the
+    quality ledger and the load log; read-only here) and return its path."""
     from crm.reporting.data import collect
     from crm.reporting.page import render
     from crm.warehouse import connect
 
-    with connect(settings=settings) as conn:
+    with connect("crm_transformer", settings=settings) as conn:
         data = collect(conn, day)
     path = out or report_path(day, settings)
     path.parent.mkdir(parents=True, exist_ok=True)

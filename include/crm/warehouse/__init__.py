@@ -2,6 +2,8 @@
 
 ``WAREHOUSE_URL`` set: that server, nothing local is started.
 Unset: the embedded PostgreSQL in ``var/pgdata`` (see :mod:`crm.warehouse.server`).
+``CRM_WAREHOUSE_ADDRESS`` (no credentials) instead: a process that connects only as the stage
+roles (Airflow); :func:`owner_url` refuses there.
 """
 
 from __future__ import annotations
@@ -13,8 +15,14 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 
 import psycopg
 
-from crm.settings import ROLES, Settings, check_secret, get_settings
-from crm.warehouse.server import OWNER, EmbeddedWarehouse, WarehouseError
+from crm.settings import ADMIN, ROLES, Settings, check_secret, get_settings
+from crm.warehouse.server import (
+    OWNER,
+    EmbeddedWarehouse,
+    WarehouseError,
+    ensure_owned_database,
+    ensure_owner_role,
+)
 
 __all__ = [
     "OWNER",
@@ -26,6 +34,7 @@ __all__ = [
     "ensure_ready",
     "owner_url",
     "role_url",
+    "server_address",
 ]
 
 log = logging.getLogger(__name__)
@@ -42,8 +51,13 @@ def with_sslmode(url: str, settings: Settings) -> str:
 
 
 def owner_url(settings: Settings | None = None) -> str:
-    """Connection string of the warehouse owner (migrations, admin)."""
+    """Connection string of the warehouse owner (migrations, admin). Refused in a process
+    given only ``CRM_WAREHOUSE_ADDRESS`` (Airflow's): it has the stage roles' connections."""
     settings = settings or get_settings()
+    if settings.warehouse_address and not settings.warehouse_url:
+        raise WarehouseError(
+            "no owner URL here: this process connects as the stage roles only (CRM_WAREHOUSE_ADDRESS)"
+        )
     if settings.warehouse_url:
         password = urlsplit(settings.warehouse_url).password
         if password:
@@ -52,12 +66,32 @@ def owner_url(settings: Settings | None = None) -> str:
     return with_sslmode(EmbeddedWarehouse(settings).url(), settings)
 
 
+def without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def server_address(settings: Settings | None = None) -> str:
+    """The warehouse's URL without user or password: host, port, database, query."""
+    settings = settings or get_settings()
+    if settings.warehouse_url:
+        url = without_credentials(settings.warehouse_url)
+    elif settings.warehouse_address:
+        url = without_credentials(settings.warehouse_address)
+    else:
+        server = EmbeddedWarehouse(settings)
+        url = f"postgresql://127.0.0.1:{server.port}/{settings.pg_database}"
+    return with_sslmode(url, settings)
+
+
 def role_url(role: str, settings: Settings | None = None, *, base_url: str | None = None) -> str:
-    """Connection string for one of the platform roles, on the same server and database."""
+    """Connection string for one of the platform roles, on the same server and database
+    (``base_url``'s, else :func:`server_address`; no owner password is read)."""
     settings = settings or get_settings()
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-    parts = urlsplit(base_url or owner_url(settings))
+    parts = urlsplit(base_url or server_address(settings))
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
@@ -94,16 +128,51 @@ def ensure_ready(settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     if settings.embedded:
         server = EmbeddedWarehouse(settings)
-        server.start()
-        with psycopg.connect(with_database(server.url(), "postgres"), autocommit=True) as conn:
-            exists = conn.execute(
-                "select 1 from pg_database where datname = %s", (settings.pg_database,)
-            ).fetchone()
-            if not exists:
-                conn.execute(f'create database "{settings.pg_database}"')
+        server.start()  # crm_owner exists, no superuser (crm_admin creates it)
+        with psycopg.connect(server.socket_url("postgres", role=ADMIN), autocommit=True) as conn:
+            ensure_owned_database(conn, settings.pg_database)
+    elif settings.admin_password:
+        ensure_owner(settings)
     url = owner_url(settings)
     bootstrap(url, settings)
     return url
+
+
+def admin_url(settings: Settings) -> str:
+    """``crm_admin`` on the external server's ``postgres`` database (CRM_ADMIN_PASSWORD)."""
+    parts = urlsplit(server_address(settings))
+    netloc = f"{ADMIN}:{quote(settings.role_password(ADMIN), safe='')}@{parts.netloc}"
+    return urlunsplit((parts.scheme, netloc, "/postgres", parts.query, parts.fragment))
+
+
+def ensure_owner(settings: Settings) -> None:
+    """External warehouse with CRM_ADMIN_PASSWORD (docker-compose): as ``crm_admin``, create or
+    correct ``crm_owner`` (no superuser) and give it the database of WAREHOUSE_URL."""
+    database = urlsplit(settings.warehouse_url or "").path.lstrip("/") or settings.pg_database
+    password = urlsplit(owner_url(settings)).password
+    if not password:
+        raise WarehouseError("WAREHOUSE_URL carries no password for crm_owner")
+    try:
+        conn = psycopg.connect(admin_url(settings), autocommit=True)
+    except psycopg.OperationalError as err:
+        raise WarehouseError(
+            f"cannot connect as {ADMIN} (CRM_ADMIN_PASSWORD): {str(err).strip()[-200:]}. A warehouse"
+            " created before the crm_admin/crm_owner split has no crm_admin (docs/security.md)"
+        ) from None
+    with conn:
+        ensure_owner_role(conn, unquote(password))
+        ensure_owned_database(conn, database)
+
+
+def check_owner_is_no_superuser(conn) -> None:
+    """:class:`WarehouseError` if the connection's role (the owner) is a superuser."""
+    row = conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone()
+    if row and row[0]:
+        raise WarehouseError(
+            "the warehouse owner is a superuser (it could run operating-system commands through COPY ..."
+            " TO PROGRAM): make it an ordinary role with CREATEROLE and CREATEDB, or re-create an"
+            " embedded warehouse (docs/security.md, 'The owner is no superuser')"
+        )
 
 
 @contextmanager
@@ -132,6 +201,8 @@ def bootstrap(url: str, settings: Settings | None = None) -> None:
     from crm.warehouse.migrate import migrate, sync_secrets
 
     settings = settings or get_settings()
+    with psycopg.connect(url) as conn:
+        check_owner_is_no_superuser(conn)
     migrate(url)
     sync_secrets(url, settings)
     # Raw and quarantine tables belong to the owner: the loader owns nothing another role

@@ -4,6 +4,12 @@ Used only when ``WAREHOUSE_URL`` is unset. Data lives in ``var/pgdata``; the ser
 listens on 127.0.0.1:<CRM_PG_PORT> (so any BI tool can connect) and on a Unix
 socket in the data directory. PostgreSQL refuses to run as root, so under root
 the server runs as the unprivileged ``pgserver`` OS user (created on first use).
+
+Roles: ``crm_admin`` is the cluster's superuser (``initdb -U crm_admin``), used only here to
+create ``crm_owner``; ``crm_owner`` is no superuser (CREATEROLE, CREATEDB), owns the database
+and runs the migrations. A cluster from before this split (``initdb -U crm_owner``, the owner
+a superuser) is refused with how to re-create it (:data:`PRE_SPLIT`): the bootstrap superuser
+cannot lose its attribute (docs/security.md).
 """
 
 from __future__ import annotations
@@ -18,12 +24,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from crm.settings import Settings, private_dir
+from crm.settings import ADMIN, Settings, private_dir
 
 log = logging.getLogger(__name__)
 
 OWNER = "crm_owner"
 RUN_AS = "pgserver"
+# The owner's attributes: it creates the platform's roles (migrations, `crm rm grant`) and
+# databases (tests, scratch benchmarks), and nothing a superuser alone may do (COPY ... TO
+# PROGRAM, server files, untrusted languages).
+OWNER_ATTRIBUTES = "login nosuperuser createrole createdb noreplication nobypassrls"
+
+PRE_SPLIT = (
+    "{pgdata} predates the crm_admin/crm_owner split: crm_owner is its superuser, which can run"
+    " operating-system commands (COPY ... TO PROGRAM) and cannot be demoted. Re-create it: crm warehouse"
+    " stop; mv {pgdata} {pgdata}.pre-split; crm warehouse start; then reload the data (crm history or"
+    " crm demo), or move it with pg_dump --no-owner (docs/security.md, 'The owner is no superuser')."
+)
 
 
 def _pg_bin() -> Path:
@@ -119,7 +136,7 @@ class EmbeddedWarehouse:
         if any(self.pgdata.iterdir()):
             raise WarehouseError(f"{self.pgdata} is not empty and holds no PostgreSQL cluster")
         self._prepare_root()
-        password = self.settings.role_password(OWNER)
+        password = self.settings.role_password(ADMIN)
         fd, pwfile = tempfile.mkstemp(prefix="crm-pw-")
         try:
             os.write(fd, password.encode())
@@ -134,7 +151,7 @@ class EmbeddedWarehouse:
                 "-D",
                 str(self.pgdata),
                 "-U",
-                OWNER,
+                ADMIN,
                 f"--pwfile={pwfile}",
                 "--auth-local=trust",
                 "--auth-host=scram-sha-256",
@@ -172,6 +189,7 @@ class EmbeddedWarehouse:
         self.init()
         self._prepare_root()
         if self.status().running:
+            self.ensure_owner()
             return self.status()
         options = f"-h 127.0.0.1 -p {self.port} -k {self.pgdata}"
         deadline = time.monotonic() + timeout
@@ -199,9 +217,25 @@ class EmbeddedWarehouse:
                 raise WarehouseError(f"could not start PostgreSQL in {self.pgdata}: {proc.stdout}\n{tail}")
             log.warning("PostgreSQL did not start yet (%s); retrying", proc.stdout.strip()[-200:])
             time.sleep(1)
+        self.ensure_owner()
         status = self.status()
         log.info("embedded warehouse %s", status)
         return status
+
+    def ensure_owner(self) -> None:
+        """As ``crm_admin`` (the Unix socket, local trust): create ``crm_owner`` without
+        superuser, or re-apply its attributes and password. :class:`WarehouseError` for a
+        cluster from before the split (no ``crm_admin``, or a superuser ``crm_owner``)."""
+        import psycopg
+
+        try:
+            conn = psycopg.connect(self.socket_url("postgres", role=ADMIN), autocommit=True)
+        except psycopg.OperationalError as err:
+            if f'role "{ADMIN}" does not exist' in str(err):
+                raise WarehouseError(PRE_SPLIT.format(pgdata=self.pgdata)) from None
+            raise
+        with conn:
+            ensure_owner_role(conn, self.settings.role_password(OWNER))
 
     def stop(self) -> Status:
         if self.status().running:
@@ -220,6 +254,44 @@ class EmbeddedWarehouse:
         db = database or self.settings.pg_database
         return f"postgresql://{role}:{password}@127.0.0.1:{self.port}/{db}"
 
-    def socket_url(self, database: str | None = None) -> str:
+    def socket_url(self, database: str | None = None, role: str = OWNER) -> str:
         db = database or self.settings.pg_database
-        return f"postgresql://{OWNER}@/{db}?host={self.pgdata}&port={self.port}"
+        return f"postgresql://{role}@/{db}?host={self.pgdata}&port={self.port}"
+
+
+def ensure_owner_role(conn, password: str) -> None:
+    """On a superuser's connection ``conn``: ``crm_owner`` exists, is no superuser, and has
+    :data:`OWNER_ATTRIBUTES` and ``password`` (sent as a SCRAM verifier). A ``crm_owner``
+    that is the cluster's bootstrap superuser cannot be changed: :class:`WarehouseError`."""
+    from psycopg import sql
+
+    row = conn.execute("select oid = 10 from pg_roles where rolname = %s", (OWNER,)).fetchone()
+    if row and row[0]:
+        raise WarehouseError(
+            "crm_owner is this server's bootstrap superuser: it cannot be made an ordinary role;"
+            " re-create the server with crm_admin as its superuser (docs/security.md)"
+        )
+    verifier = conn.pgconn.encrypt_password(password.encode(), OWNER.encode(), b"scram-sha-256").decode()
+    verb = "alter" if row else "create"
+    conn.execute(
+        sql.SQL(f"{verb} role {{}} with {OWNER_ATTRIBUTES} password {{}}").format(
+            sql.Identifier(OWNER), sql.Literal(verifier)
+        )
+    )
+
+
+def ensure_owned_database(conn, database: str) -> None:
+    """On a superuser's connection: ``database`` exists and belongs to ``crm_owner``."""
+    from psycopg import sql
+
+    row = conn.execute(
+        "select pg_get_userbyid(datdba) from pg_database where datname = %s", (database,)
+    ).fetchone()
+    if row is None:
+        conn.execute(
+            sql.SQL("create database {} owner {}").format(sql.Identifier(database), sql.Identifier(OWNER))
+        )
+    elif row[0] != OWNER:
+        conn.execute(
+            sql.SQL("alter database {} owner to {}").format(sql.Identifier(database), sql.Identifier(OWNER))
+        )
