@@ -44,10 +44,11 @@ def small_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def dataset_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every dataset fault kind on the last of 8 days."""
+    """Every dataset fault kind on the last of 8 days. 5,000 customers: a unit shift or a null
+    spike goes only to a feed with enough rows for the gate to judge (quality.history.MIN_SAMPLE)."""
     out = tmp_path_factory.mktemp("dataset")
     generate(
-        customers=300,
+        customers=5000,
         start=DS_START,
         days=DS_DAYS,
         seed=13,
