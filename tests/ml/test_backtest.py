@@ -46,6 +46,24 @@ def result(history_warehouse, cohort):
     return out
 
 
+def test_quadrature_matches_the_closed_form_and_stays_finite_where_it_overflows():
+    """The fallback for expected purchases agrees with FHL's closed form on CDNOW-like
+    parameters, and is finite and increasing in t where the closed form is NaN (a, b huge)."""
+    from crm.ml.backtest import expected_purchases_quadrature
+    from crm.ml.clv_probabilistic import BGNBDParams, expected_purchases
+
+    x, t_x, big_t = np.array([0.0, 5, 50]), np.array([0.0, 60, 140]), np.array([150.0, 150, 150])
+    cdnow = BGNBDParams(0.243, 4.41, 0.793, 2.43, 0.0, 3, True)
+    for t in (30.0, 365.0):
+        closed = expected_purchases(cdnow, t, x, t_x, big_t)
+        assert expected_purchases_quadrature(cdnow, t, x, t_x, big_t) == pytest.approx(closed, rel=1e-3)
+    flat = BGNBDParams(29.6, 56.8, 3270.0, 7.66e6, 0.0, 3, True)
+    with np.errstate(all="ignore"):
+        assert np.isnan(expected_purchases(flat, 365.0, x, t_x, big_t)).all()
+    short, long = (expected_purchases_quadrature(flat, t, x, t_x, big_t) for t in (122.0, 365.0))
+    assert np.isfinite(long).all() and (long > short).all()
+
+
 def test_realised_margin_is_the_discounted_sum_of_month_end_margins(history_warehouse, cohort, result):
     """Realised value = sum over the H month ends after C of profit_annualised_hkd / 12 / (1 + r)^i,
     0 for a month the customer is missing from; computed by hand for the top, middle and bottom
