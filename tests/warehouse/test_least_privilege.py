@@ -18,8 +18,8 @@ from psycopg import errors
 
 from crm.feeds import load_registry
 from crm.ingest import load_file
-from crm.warehouse import role_url
-from crm.warehouse.migrate import alembic_config, migrate
+from crm.warehouse import bootstrap, role_url
+from crm.warehouse.migrate import alembic_config
 from tests.ingest.test_loader import customer_row, write_csv
 
 REG = load_registry()
@@ -236,7 +236,7 @@ def test_an_existing_warehouse_moves_ownership_to_the_owner(loaded, db, tmp_path
     the loader still loads both ways."""
     command.downgrade(alembic_config(loaded), "0013")
     assert "raw.core_customers" in _loader_owned(db)
-    migrate(loaded, "head")
+    bootstrap(loaded)  # what crm migrate / crm warehouse start run: migrations, then the tables' grants
     assert _loader_owned(db) == []
     with psycopg.connect(role_url("crm_transformer")) as dbt:
         assert dbt.execute("select count(*) from raw.core_customers_p20260105").fetchone() == (3,)

@@ -243,7 +243,29 @@ def mart_checks() -> dict[str, list[Check]]:
             },
         ),
     ]
-    return {"customer_segments": segments, "customer_360": c360}
+    return {"customer_segments": segments, "customer_360": c360, "drift": drift_checks()}
+
+
+def drift_checks() -> list[Check]:
+    """The churn model's inputs and score against its training window (ml.drift, written by
+    the day's scoring): the population stability index thresholds are the severities, as the
+    model-risk policy sets them: PSI >= 0.25 (alert) is critical, the day's scores are not
+    published; 0.1-0.25 (warning) is recorded."""
+    return [
+        Check(
+            "mart.model_drift" if status == "alert" else "mart.model_drift.warning",
+            "critical" if status == "alert" else "warning",
+            "UnexpectedRowsExpectation",
+            {
+                "unexpected_rows_query": (
+                    f"select model_version, feature, round(psi::numeric, 3) as psi from {{batch}}"
+                    f" where status = '{status}'"
+                ),
+                "description": f"no model input or score drifted to PSI {bound} against the training window",
+            },
+        )
+        for status, bound in (("alert", ">= 0.25"), ("warning", "0.1-0.25"))
+    ]
 
 
 def recon_checks() -> list[Check]:
@@ -278,12 +300,15 @@ def suites(registry: Registry | None = None) -> dict[str, tuple[str, str, list[C
     registry = registry or load_registry()
     out = {f"raw.{f.name}": ("raw", f.name, raw_checks(f)) for f in registry.load_order()}
     out["recon.breaks"] = ("dq", "reconciliation_breaks", recon_checks())
-    out |= {f"mart.{table}": ("marts", table, checks) for table, checks in mart_checks().items()}
+    out |= {
+        f"mart.{table}": ("ml" if table == "drift" else "marts", table, checks)
+        for table, checks in mart_checks().items()
+    }
     return out
 
 
 def date_column(schema: str) -> str:
-    return {"raw": "_business_date", "dq": "business_date"}.get(schema, "snapshot_date")
+    return {"raw": "_business_date", "dq": "business_date", "ml": "business_day"}.get(schema, "snapshot_date")
 
 
 DAY_SETTING = "crm.gate_day"  # the day a gate validates: set on its connection by the runner
