@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
 # Sample-bank size for `make run` (override: make run CUSTOMERS=20000 DAYS=30).
-CUSTOMERS ?= 2000
-DAYS ?= 3
+CUSTOMERS ?= 1000
+DAYS ?= 2
+# Days of history before DAYS, loaded and built directly, for the churn model's labels.
+HISTORY_DAYS ?= 300
 START ?= 2026-01-01
 SEED ?= 42
 
@@ -27,7 +29,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 run: venv
 	$(BIN)/crm warehouse start
-	$(BIN)/crm demo --customers $(CUSTOMERS) --days $(DAYS) --start $(START) --seed $(SEED)
+	$(BIN)/crm demo --customers $(CUSTOMERS) --days $(DAYS) --history-days $(HISTORY_DAYS) --start $(START) --seed $(SEED)
 
 test: venv
 	$(BIN)/python -m pytest -n 2 tests

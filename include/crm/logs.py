@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -70,3 +72,25 @@ def setup_logging(level: int = logging.INFO, log_file: Path | None = None) -> No
     root.setLevel(level)
     for noisy in ("alembic", "py.warnings", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def console_warnings_only() -> Iterator[None]:
+    """While a long in-process job prints its own progress (crm demo's history: one line per
+    day), the per-file INFO events stay in the log file, off the terminal, and in-process dbt
+    prints errors only (``DBT_QUIET``; its log file under the dbt target keeps everything)."""
+    handlers = [h for h in logging.getLogger().handlers if getattr(h, "_crm", False)]
+    levels = [h.level for h in handlers]
+    quiet = os.environ.get("DBT_QUIET")
+    for h in handlers:
+        h.setLevel(logging.WARNING)
+    os.environ["DBT_QUIET"] = "True"
+    try:
+        yield
+    finally:
+        for h, level in zip(handlers, levels, strict=True):
+            h.setLevel(level)
+        if quiet is None:
+            os.environ.pop("DBT_QUIET", None)
+        else:
+            os.environ["DBT_QUIET"] = quiet

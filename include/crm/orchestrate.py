@@ -321,10 +321,12 @@ def _history_and_model(first: dt.date, last: dt.date, settings: Settings) -> Non
     the warehouse's labelled months and register it (``crm ml train churn``, its own process:
     the same command a data scientist runs). No labelled month yet: scores stay proxies."""
     from crm.history import build_warehouse, load_days
+    from crm.logs import console_warnings_only
 
     print(f"history: {first}..{last}, loaded and built directly (no Airflow per day)")
-    load_days(first, last, settings=settings, echo=print)
-    build_warehouse(first, last, settings=settings, echo=print)
+    with console_warnings_only():
+        load_days(first, last, settings=settings, echo=print)
+        build_warehouse(first, last, settings=settings, echo=print)
     crm = Path(sys.executable).with_name("crm")
     print("churn model: crm ml train churn (from the warehouse's labelled months)")
     trained = subprocess.run([str(crm), "ml", "train", "churn"], text=True, capture_output=True)

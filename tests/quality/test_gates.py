@@ -181,3 +181,25 @@ def _snake(name: str) -> str:
     import re
 
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def test_a_month_end_volume_is_judged_against_earlier_month_ends(db):
+    """The core system books interest, fees and repayments on the last day of a month: that
+    day's volume is judged against earlier month ends, other days against other days."""
+    from crm.quality.history import past_volumes
+
+    day, rows = dt.date(2025, 1, 1), []
+    while day < dt.date(2025, 9, 30):
+        month_end = (day + dt.timedelta(days=1)).day == 1
+        rows.append(("core_transactions", day, f"/x/{day}.csv", "loaded", 4000 if month_end else 800))
+        day += dt.timedelta(days=1)
+    with db.cursor() as cur:
+        cur.executemany(
+            "insert into audit.load_log (feed, business_date, file_path, status, rows_loaded)"
+            " values (%s, %s, %s, %s, %s)",
+            rows,
+        )
+    db.commit()
+    assert set(past_volumes(db, "core_transactions", dt.date(2025, 9, 30))) == {4000.0}
+    assert len(past_volumes(db, "core_transactions", dt.date(2025, 9, 30))) == 8  # Jan..Aug
+    assert set(past_volumes(db, "core_transactions", dt.date(2025, 9, 29))) == {800.0}
