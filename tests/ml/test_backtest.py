@@ -139,29 +139,26 @@ def test_metrics_are_finite_and_the_naive_baseline_ranks(result):
     assert naive[-1]["realised"] > naive[0]["realised"]
 
 
-def test_cli_prints_the_table_and_writes_the_report(history_warehouse, cohort, result, tmp_path, monkeypatch):
+def test_cli_prints_the_table_and_writes_the_report(history_warehouse, cohort, result):
     """crm ml backtest prints every estimate's metrics and writes JSON (equal to the module's
-    numbers, no customer rows) and HTML; a day that is not a month-end snapshot exits 2."""
+    numbers, no customer rows) and a small HTML page under $CRM_HOME/reports (the session's
+    temporary home, whose secrets hold crm_ml's password); a day that is not a month-end
+    snapshot exits 2."""
     from crm.ml.cli import app
     from crm.settings import get_settings
 
-    monkeypatch.setenv("CRM_HOME", str(tmp_path))
-    get_settings.cache_clear()
-    try:
-        runner = CliRunner()
-        out = runner.invoke(app, ["backtest", "--cohort", cohort.isoformat(), "--months", str(MONTHS)])
-        assert out.exit_code == 0, out.output
-        assert "spearman" in out.output and all(name in out.output for name in ESTIMATES)
-        report = tmp_path / "reports" / f"clv-backtest-{cohort.isoformat()}-{MONTHS}m.json"
-        data = json.loads(report.read_text())
-        assert data["customers"] == len(result.frame)
-        assert data["metrics"]["naive"]["spearman"] == pytest.approx(result.metrics["naive"]["spearman"])
-        assert not any(str(c) in report.read_text() for c in result.frame.index[:20])
-        html = report.with_suffix(".html")
-        page = html.read_text()
-        assert "Value captured" in page and 'src="plotly.min.js"' in page and len(page) < 200_000
-        assert (tmp_path / "reports" / "plotly.min.js").stat().st_size > 1_000_000
-        bad = runner.invoke(app, ["backtest", "--cohort", (cohort - dt.timedelta(days=1)).isoformat()])
-        assert bad.exit_code == 2 and "not a month-end snapshot" in bad.output
-    finally:
-        get_settings.cache_clear()
+    runner = CliRunner()
+    out = runner.invoke(app, ["backtest", "--cohort", cohort.isoformat(), "--months", str(MONTHS)])
+    assert out.exit_code == 0, out.output
+    assert "spearman" in out.output and all(name in out.output for name in ESTIMATES)
+    folder = get_settings().home / "reports"
+    report = folder / f"clv-backtest-{cohort.isoformat()}-{MONTHS}m.json"
+    data = json.loads(report.read_text())
+    assert data["customers"] == len(result.frame)
+    assert data["metrics"]["naive"]["spearman"] == pytest.approx(result.metrics["naive"]["spearman"])
+    assert not any(str(c) in report.read_text() for c in result.frame.index[:20])
+    page = report.with_suffix(".html").read_text()
+    assert "Value captured" in page and 'src="plotly.min.js"' in page and len(page) < 200_000
+    assert (folder / "plotly.min.js").stat().st_size > 1_000_000
+    bad = runner.invoke(app, ["backtest", "--cohort", (cohort - dt.timedelta(days=1)).isoformat()])
+    assert bad.exit_code == 2 and "not a month-end snapshot" in bad.output
