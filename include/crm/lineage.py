@@ -40,8 +40,11 @@ def warehouse_location(settings: Settings | None = None) -> tuple[str, int, str]
     """Host, port and database of the warehouse connection (no password read or checked:
     DAG files call this while being parsed)."""
     settings = settings or get_settings()
-    if settings.warehouse_url:
-        url = urlsplit(settings.warehouse_url)
+    # The owner's URL where it is known (crm itself); the address without credentials that
+    # Airflow's processes get instead (CRM_WAREHOUSE_ADDRESS): both name the same database.
+    address = settings.warehouse_url or settings.warehouse_address
+    if address:
+        url = urlsplit(address)
         return url.hostname or "localhost", url.port or 5432, url.path.lstrip("/") or settings.pg_database
     return "127.0.0.1", settings.pg_port, settings.pg_database  # the embedded warehouse
 

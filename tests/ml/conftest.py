@@ -2,7 +2,8 @@
 
 ``history_warehouse``: a database of its own holding a generated bank loaded and built by
 ``crm.history`` (the real loader, the real dbt project). Building it costs minutes, so it
-is module-scoped; its size comes from CRM_TEST_HISTORY_CUSTOMERS / CRM_TEST_HISTORY_DAYS.
+is package-scoped (built once for tests/ml; the modules that use it share the xdist group
+"history", so one worker builds it); its size comes from CRM_TEST_HISTORY_CUSTOMERS / CRM_TEST_HISTORY_DAYS.
 Default 1,000 customers x 273 days (2025-01-01..09-30): six labelled months, the fewest
 for two training months, the three-month horizon gap and one test month. 2,000 x 400
 took 23 min to load on the shared 2-core machine (load average ~10; the loader's
@@ -59,10 +60,10 @@ def _drop(pg_server, url: str) -> None:
         conn.execute(f'drop database if exists "{name}" with (force)')
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def history_warehouse(pg_server) -> Iterator[HistoryWarehouse]:
     """Generated, loaded and built with crm.history; WAREHOUSE_URL and the landing folder
-    point at it for the module."""
+    point at it until the package's last test."""
     from crm.history import build_history
 
     customers = int(os.environ.get("CRM_TEST_HISTORY_CUSTOMERS", "1000"))

@@ -18,6 +18,9 @@ from typer.testing import CliRunner
 from crm.ml.backtest import ESTIMATES, month_ends, run_backtest
 from crm.project_vars import dbt_vars
 
+# One worker builds the shared history warehouse (tests/ml/conftest.py) once for both modules.
+pytestmark = pytest.mark.xdist_group("history")
+
 MONTHS = 4
 
 

@@ -285,7 +285,20 @@ def run_gate(
             )
     if docs:
         out.docs = build_docs(ctx, settings)
+    _release_connections(ctx)
     return out
+
+
+def _release_connections(ctx) -> None:
+    """Close the pooled connections GX opened as the gate's role. GX keeps a pool per engine
+    and closes it only when garbage-collected: a process that runs gates day after day (crm
+    dq, tests, a backfill) otherwise reaches the role's connection limit (20 for crm_loader)."""
+    from crm.quality.suites import DATASOURCE
+
+    source = ctx.data_sources.get(DATASOURCE)
+    for engine in (source.get_engine(), getattr(source.get_execution_engine(), "engine", None)):
+        if engine is not None:
+            engine.dispose()
 
 
 def build_docs(ctx, settings: Settings) -> str:

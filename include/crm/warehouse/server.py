@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 OWNER = "crm_owner"
 RUN_AS = "pgserver"
 # The owner's attributes: it creates the platform's roles (migrations, `crm rm grant`) and
-# databases (tests, scratch benchmarks), and nothing a superuser alone may do (COPY ... TO
-# PROGRAM, server files, untrusted languages).
+# databases (tests, scratch benchmarks), ends ordinary sessions (pg_signal_backend), and does
+# nothing a superuser alone may do (COPY ... TO PROGRAM, server files, untrusted languages).
 OWNER_ATTRIBUTES = "login nosuperuser createrole createdb noreplication nobypassrls"
 
 PRE_SPLIT = (
@@ -278,6 +278,9 @@ def ensure_owner_role(conn, password: str) -> None:
             sql.Identifier(OWNER), sql.Literal(verifier)
         )
     )
+    # The owner ends the platform roles' sessions on its databases (drop database ... with
+    # (force), a copy from a template, a stuck load); never a superuser's (pg_signal_backend).
+    conn.execute(sql.SQL("grant pg_signal_backend to {}").format(sql.Identifier(OWNER)))
 
 
 def ensure_owned_database(conn, database: str) -> None:
