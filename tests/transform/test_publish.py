@@ -85,7 +85,9 @@ def test_bi_sees_a_day_only_once_it_is_published_and_a_full_refresh_keeps_it(bui
         policies = bi.execute(
             "select count(*) from pg_policies where schemaname = 'marts' and policyname = 'bi_published'"
         ).fetchone()[0]
-        assert policies == len(DAY_GRAINED) + len(CURRENT_STATE), "every mart keeps its policy after --full-refresh"
+        assert policies == len(DAY_GRAINED) + len(CURRENT_STATE), (
+            "every mart keeps its policy after --full-refresh"
+        )
         hidden = bi.execute(
             "select count(*) from marts.customer_segments where snapshot_date > %s", (new_day,)
         ).fetchone()[0]

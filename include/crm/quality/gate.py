@@ -182,7 +182,11 @@ def _nothing_to_judge_on_a_thin_day(outcomes: list[Outcome]) -> list[Outcome]:
     five campaign contacts) is judged by its volume alone: a null rate or a median of a
     handful of rows says nothing, and is kept out of tomorrow's history."""
     volume = next((o for o in outcomes if o.expectation == "expect_table_row_count_to_be_between"), None)
-    if volume is None or not isinstance(volume.observed, int | float) or volume.observed >= history.MIN_SAMPLE:
+    if (
+        volume is None
+        or not isinstance(volume.observed, int | float)
+        or volume.observed >= history.MIN_SAMPLE
+    ):
         return outcomes
     for o in outcomes:
         if o is not volume and o.expectation in VALUE_CHECKS:
