@@ -57,9 +57,12 @@ def warehouse(pg_server, built_template, monkeypatch: pytest.MonkeyPatch) -> Ite
     template, _ = built_template
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(_admin(pg_server), autocommit=True) as conn:
-        # A template must have no other sessions (dbt's may linger a moment).
+        # A template must have no other sessions (dbt's may linger a moment). Client sessions
+        # only: CREATE DATABASE ends autovacuum workers itself, and the owner (no superuser)
+        # may not signal them.
         conn.execute(
-            "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
+            "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()"
+            " and backend_type = 'client backend'",
             (template,),
         )
         conn.execute(f'create database "{name}" template "{template}"')

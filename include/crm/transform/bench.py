@@ -99,7 +99,8 @@ def _copy_database(url: str, source: str, name: str) -> str:
 
     with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
         conn.execute(
-            "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
+            "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()"
+            " and backend_type = 'client backend'",
             (source,),
         )
         conn.execute(f'drop database if exists "{name}" with (force)')
