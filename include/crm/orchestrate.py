@@ -329,7 +329,10 @@ def _history_and_model(first: dt.date, last: dt.date, settings: Settings) -> Non
         build_warehouse(first, last, settings=settings, echo=print)
     crm = Path(sys.executable).with_name("crm")
     print("churn model: crm ml train churn (from the warehouse's labelled months)")
-    trained = subprocess.run([str(crm), "ml", "train", "churn"], text=True, capture_output=True)
+    # One test month: 300 days give six labelled month ends (two to train, the 3-month gap, one to test).
+    trained = subprocess.run(
+        [str(crm), "ml", "train", "churn", "--test-periods", "1"], text=True, capture_output=True
+    )
     print("\n".join("  " + line for line in (trained.stdout + trained.stderr).strip().splitlines()))
 
 
