@@ -52,6 +52,10 @@ STAGES = {
         "Churn model: train on a labelled CSV, judge it out of time, save, report and register it; score a day.",
     ),
     "rm": _Stage("crm.rm", "Relationship-manager logins: each RM sees only their own customers."),
+    "privacy": _Stage(
+        "crm.privacy.cli",
+        "Customer-data protection: erase a customer, enforce retention, read the access audit.",
+    ),
 }
 
 

@@ -1,0 +1,1 @@
+"""Privacy operations on customer data: erasure on request, retention, access audit."""

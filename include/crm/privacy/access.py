@@ -1,0 +1,10 @@
+"""Placeholder: being written (crm privacy)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def access_log_cmd() -> None:
+    """Not built yet."""
+    raise typer.Exit(2)
