@@ -33,6 +33,10 @@ shows `crm_bi_reader` only the days in `dq.published_days`; a failed day stays i
 the owner can still inspect it). `write_report` then writes the
 day's report (`crm report`: one offline HTML page, `$CRM_HOME/reports/<day>.html`: pyramid,
 LV quadrants, tier movement, churn risk, channels, CE11, and the day's data quality).
+`retain` (after `publish`, as `crm_loader`: Airflow connection `crm_loader`) applies retention
+for the business day (`crm.privacy.retention`: raw partitions and quarantined rows through the
+owner's `audit.apply_retention`, which takes the cutoffs from the owner's policy; landing day
+folders and log files); its counts reach the run record (`audit.pipeline_runs.retention`).
 
 `max_active_runs=1`: two runs never interleave on the same incremental tables.
 """
@@ -62,6 +66,7 @@ DBT_ENV = {
     "CRM_TEST_WINDOW_START": TEST_WINDOW_START,
 }
 CONN_ID = "crm_transformer"
+LOADER_CONN_ID = "crm_loader"  # retention: it loads raw, and may apply retention to it
 
 DEFAULT_ARGS = default_args(
     retries=2,
@@ -205,7 +210,24 @@ def crm_transform() -> None:
     built = plan_run() >> dbt_build(DBT_ENV) >> score_churn(DBT_ENV)
     passed = built >> gate_mart(DBT_ENV)
     passed >> mark_reprocessed(LAST_REQUEST_ID, DBT_ENV)
-    passed >> publish(DBT_ENV) >> write_report(DBT_ENV)
+
+    @task
+    def retain(env: dict, **context) -> dict:
+        """Retention for the business day, counted per layer (audit.retention_runs, the run record)."""
+        import datetime as dt
+
+        from airflow.sdk import Connection
+
+        from crm.privacy.retention import apply_retention
+
+        result = apply_retention(
+            dt.date.fromisoformat(env["CRM_RUN_DATE"]),
+            run_id=context["run_id"],
+            conninfo=Connection.get(LOADER_CONN_ID).get_uri(),
+        )
+        return {layer: r.as_json() for layer, r in result.layers.items()}
+
+    passed >> publish(DBT_ENV) >> [write_report(DBT_ENV), retain(DBT_ENV)]
 
     @task
     def record_run(**context) -> dict:

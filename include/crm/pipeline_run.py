@@ -7,7 +7,9 @@
 * gates: per gate, the day's last validation of each subject (``dq.validation_runs``):
   suites, suites passed, critical failures, warnings, and the failed critical checks
   (``dq.expectation_results``);
-* published: ``dq.published_days`` holds the day, published by this run.
+* published: ``dq.published_days`` holds the day, published by this run;
+* retention: per layer, what the run's ``retain`` task deleted (``audit.retention_runs`` of
+  the run id: days kept, cutoff, partitions dropped, rows deleted, files deleted).
 
 Seconds per stage (``STAGES``) are the caller's: ``crm run`` passes the seconds of each
 Airflow task, read from ``airflow dags test``'s own task lines (``crm.orchestrate``). What
@@ -50,6 +52,7 @@ class RunRecord:
     gates: dict[str, dict[str, Any]] = field(default_factory=dict)
     model_version: str | None = None
     published: bool = False
+    retention: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def dbt_log_dir(run_id: str, settings: Settings | None = None) -> Path:
@@ -182,7 +185,29 @@ def compute_record(conn, day: dt.date, run_id: str) -> RunRecord:
         ).fetchone()
     )
     record.stage_seconds = warehouse_seconds(conn, day)
+    record.retention = retention_counts(conn, run_id)
     return record
+
+
+def retention_counts(conn, run_id: str) -> dict[str, dict[str, Any]]:
+    """What the run's retention task deleted, per layer (its last application of each)."""
+    rows = conn.execute(
+        """
+        select distinct on (layer) layer, retain_days, cutoff, partitions_dropped, rows_deleted, files_deleted
+        from audit.retention_runs where run_id = %s order by layer, retention_run_id desc
+        """,
+        (run_id,),
+    ).fetchall()
+    return {
+        layer: {
+            "retain_days": days,
+            "cutoff": cutoff.isoformat(),
+            "partitions_dropped": partitions,
+            "rows_deleted": int(deleted),
+            "files_deleted": files,
+        }
+        for layer, days, cutoff, partitions, deleted, files in rows
+    }
 
 
 def record_run(
@@ -219,14 +244,15 @@ def record_run(
         conn.execute(
             """
             insert into audit.pipeline_runs (run_id, business_date, started_at, finished_at, stage_seconds,
-                rows, rows_quarantined, files_refused, gates, model_version, published)
-            values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                rows, rows_quarantined, files_refused, gates, model_version, published, retention)
+            values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             on conflict (run_id) do update set business_date = excluded.business_date,
                 started_at = excluded.started_at, finished_at = excluded.finished_at,
                 stage_seconds = excluded.stage_seconds, rows = excluded.rows,
                 rows_quarantined = excluded.rows_quarantined, files_refused = excluded.files_refused,
                 gates = excluded.gates, model_version = excluded.model_version,
-                published = excluded.published, recorded_at = clock_timestamp()
+                published = excluded.published, retention = excluded.retention,
+                recorded_at = clock_timestamp()
             """,
             (
                 record.run_id,
@@ -240,6 +266,7 @@ def record_run(
                 json.dumps(record.gates),
                 record.model_version,
                 record.published,
+                json.dumps(record.retention),
             ),
         )
     return record
@@ -253,7 +280,7 @@ def read_records(run_ids: list[str], settings: Settings | None = None) -> list[R
         rows = conn.execute(
             """
             select run_id, business_date, started_at, finished_at, stage_seconds, rows, rows_quarantined,
-                   files_refused, gates, model_version, published
+                   files_refused, gates, model_version, published, retention
             from audit.pipeline_runs where run_id = any(%s)
             """,
             (list(run_ids),),
@@ -290,6 +317,16 @@ def format_summary(record: RunRecord) -> str:
             text += f" ({', '.join(g['failed'][:3])}{', ...' if len(g['failed']) > 3 else ''})"
         gates.append(text)
     lines.append("  gates    " + "; ".join(gates))
+    if record.retention:
+        kept = []
+        for layer, r in record.retention.items():
+            if layer == "raw":
+                kept.append(f"raw {r['partitions_dropped']} partitions / {r['rows_deleted']:,} rows")
+            elif layer == "quarantine":
+                kept.append(f"quarantine {r['rows_deleted']:,} rows")
+            else:
+                kept.append(f"{layer} {r['files_deleted']} files")
+        lines.append("  retained " + "; ".join(kept) + " deleted")
     return "\n".join(lines)
 
 

@@ -138,6 +138,20 @@ class Settings(BaseSettings):
     pg_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
         default=None, description="libpq sslmode added to every warehouse URL the platform builds."
     )
+    retain_landing_days: int = Field(
+        default=90, gt=0, description="Days a landing day folder is kept, back from the business day run."
+    )
+    retain_raw_days: int = Field(
+        default=2557,
+        gt=0,
+        description="Days a raw day partition is kept (7 years); at least the marts' longest look-back.",
+    )
+    retain_quarantine_days: int = Field(default=90, gt=0, description="Days quarantined rows are kept.")
+    retain_log_days: int = Field(default=30, gt=0, description="Days files in <CRM_HOME>/logs are kept.")
+    retain_raw_keep_feeds: str = Field(
+        default="core_customers,core_accounts",
+        description="Comma list of raw feeds never dropped by day (CDC: their current state is the latest delta).",
+    )
     loader_password: str | None = None
     transformer_password: str | None = None
     ml_password: str | None = None
