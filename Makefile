@@ -32,7 +32,7 @@ run: venv
 	$(BIN)/crm demo --customers $(CUSTOMERS) --days $(DAYS) --history-days $(HISTORY_DAYS) --start $(START) --seed $(SEED)
 
 test: venv
-	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25 tests
 
 test-slow: venv
 	$(BIN)/python -m pytest -m slow tests

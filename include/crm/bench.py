@@ -3,7 +3,7 @@
 Writes ``var/bench/results.json`` and prints a table. Each section measures the real
 component on generated data; nothing here is asserted, it is reported.
 
-    python -m crm.bench [--customers 100000] [--sections generator,ingest,ingest_history,dbt,dags,gates,dag_stage]
+    python -m crm.bench [--customers 100000] [--sections generator,ingest,ingest_history,dbt,dags,gates,dag_stage,daily_run,ml]
 """
 
 from __future__ import annotations
@@ -356,6 +356,24 @@ def bench_dag_stage(customers: int, work: Path, dag_customers: int = 20_000) -> 
     return measure(customers=dag_customers, work=work / "dag_stage")
 
 
+def bench_daily_run(
+    customers: int, work: Path, daily_customers: int = 2000, daily_days: int = 3, equivalence: bool = True
+) -> dict[str, Any]:
+    """The whole daily flow stage by stage with peak memory, and a range run against single
+    days (crm.bench_daily)."""
+    from crm.bench_daily import bench_daily_run as measure
+
+    return measure(customers=daily_customers, work=work, days=daily_days, equivalence=equivalence)
+
+
+def bench_ml(customers: int, work: Path, ml_rows: str = "100000,1000000") -> dict[str, Any]:
+    """The churn model's training time, scoring throughput and peak memory at scale, on the
+    warehouse's training frame replicated to each size (crm.ml.bench)."""
+    from crm.ml.bench import bench_ml as measure
+
+    return measure(work / "ml", sizes=tuple(int(n) for n in ml_rows.split(",")))
+
+
 SECTIONS = {
     "generator": bench_generator,
     "ingest": bench_ingest,
@@ -364,6 +382,8 @@ SECTIONS = {
     "dags": bench_dags,
     "gates": bench_gates,
     "dag_stage": bench_dag_stage,
+    "daily_run": bench_daily_run,
+    "ml": bench_ml,
 }
 
 
@@ -390,6 +410,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dag-customers", type=int, default=20_000, help="bank size of the dbt-stage-in-Airflow bench"
     )
+    parser.add_argument(
+        "--daily-customers", type=int, default=2000, help="bank size of the end-to-end daily-run bench"
+    )
+    parser.add_argument("--daily-days", type=int, default=3, help="days of the end-to-end daily-run bench")
+    parser.add_argument(
+        "--no-equivalence",
+        action="store_true",
+        help="daily_run: skip the single-day runs compared with the range run (halves its time)",
+    )
+    parser.add_argument(
+        "--ml-rows", default="100000,1000000", help="ml: training/scoring sizes (comma list of rows)"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     settings = get_settings()
@@ -408,6 +440,12 @@ def main(argv: list[str] | None = None) -> int:
             "generator": {"big": args.generator_customers},
             "dbt": {"dbt_customers": args.dbt_customers},
             "dag_stage": {"dag_customers": args.dag_customers},
+            "ml": {"ml_rows": args.ml_rows},
+            "daily_run": {
+                "daily_customers": args.daily_customers,
+                "daily_days": args.daily_days,
+                "equivalence": not args.no_equivalence,
+            },
             "ingest_history": {
                 "history_customers": args.history_customers,
                 "history_days": args.history_days,
