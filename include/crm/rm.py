@@ -94,6 +94,13 @@ def grant_login(url: str, role: str, rm_id: str, password: str) -> bool:
                 "alter role {} with login nocreatedb nocreaterole connection limit {} password {}"
             ).format(ident, sql.Literal(LOGIN_CONNECTION_LIMIT), sql.Literal(verifier))
         )
+        # The access audit logs what the login reads in this database (migration 0016).
+        if conn.execute("select has_parameter_privilege('log_statement', 'set')").fetchone()[0]:
+            conn.execute(
+                sql.SQL("alter role {} in database {} set log_statement = 'all'").format(
+                    ident, sql.Identifier(conn.info.dbname)
+                )
+            )
         conn.execute(
             "insert into security.rm_logins (role_name, rm_id) values (%s, %s)"
             " on conflict (role_name) do update set rm_id = excluded.rm_id, granted_at = now()",

@@ -35,6 +35,27 @@ RUN_AS = "pgserver"
 # nothing a superuser alone may do (COPY ... TO PROGRAM, server files, untrusted languages).
 OWNER_ATTRIBUTES = "login nosuperuser createrole createdb noreplication nobypassrls"
 
+# The access audit (crm privacy access-log, docs/security.md): the server logs as CSV through its
+# logging collector into <pgdata>/log, owner-only files. Which statements are logged is set per
+# role (log_statement = 'all' for the reading roles, migration 0016); this file only makes the
+# log collectable. Rewritten on every start, included last from postgresql.conf.
+AUDIT_LOG_DIR = "log"
+AUDIT_LOG_CONF = "crm_access_audit.conf"
+AUDIT_LOG_SETTINGS = {
+    "logging_collector": "on",
+    "log_destination": "csvlog",
+    "log_directory": AUDIT_LOG_DIR,
+    "log_filename": "postgresql-%Y-%m-%d_%H%M%S.log",
+    "log_file_mode": "0600",
+    "log_rotation_age": "1d",
+    "log_rotation_size": "100MB",
+    "log_line_prefix": "%m [%p] %q%u@%d %c ",
+    "log_timezone": "UTC",  # CSV times carry the zone abbreviation: CST etc. are ambiguous
+}
+# Only the reading roles' statements: everyone else's stay unlogged (volume, and the writers'
+# statements carry the data they load).
+AUDIT_LOG_ROLE_SETTING = "log_statement"
+
 PRE_SPLIT = (
     "{pgdata} predates the crm_admin/crm_owner split: crm_owner is its superuser, which can run"
     " operating-system commands (COPY ... TO PROGRAM) and cannot be demoted. Re-create it: crm warehouse"
@@ -172,6 +193,24 @@ class EmbeddedWarehouse:
             )
         log.info("initialised embedded warehouse in %s", self.pgdata)
 
+    def write_audit_logging_conf(self) -> None:
+        """:data:`AUDIT_LOG_SETTINGS` into ``<pgdata>/crm_access_audit.conf`` (server user, 0600),
+        included from postgresql.conf (the include line appended once). Takes effect on start."""
+        lines = "".join(f"{key} = '{value}'\n" for key, value in AUDIT_LOG_SETTINGS.items())
+        conf = self.pgdata / AUDIT_LOG_CONF
+        conf.write_text("# crm: the access audit's log (docs/security.md); rewritten on start\n" + lines)
+        conf.chmod(0o600)
+        main = self.pgdata / "postgresql.conf"
+        include = f"include_if_exists = '{AUDIT_LOG_CONF}'"
+        if include not in main.read_text(encoding="utf-8").splitlines():
+            with open(main, "a", encoding="utf-8") as out:
+                out.write(f"\n# crm: the access audit's log settings\n{include}\n")
+        if self._as_root:
+            import pwd
+
+            entry = pwd.getpwnam(RUN_AS)
+            os.chown(conf, entry.pw_uid, entry.pw_gid)
+
     def status(self) -> Status:
         if not self.initialised():
             return Status(False, None, self.pgdata, self.port)
@@ -191,6 +230,7 @@ class EmbeddedWarehouse:
         if self.status().running:
             self.ensure_owner()
             return self.status()
+        self.write_audit_logging_conf()
         options = f"-h 127.0.0.1 -p {self.port} -k {self.pgdata}"
         deadline = time.monotonic() + timeout
         while True:
@@ -236,6 +276,12 @@ class EmbeddedWarehouse:
             raise
         with conn:
             ensure_owner_role(conn, self.settings.role_password(OWNER))
+            collector = conn.execute("select current_setting('logging_collector')").fetchone()
+        if collector and collector[0] != "on":
+            log.warning(
+                "the access audit's log is off until the warehouse restarts"
+                " (crm warehouse stop; crm warehouse start)"
+            )
 
     def stop(self) -> Status:
         if self.status().running:
@@ -281,6 +327,14 @@ def ensure_owner_role(conn, password: str) -> None:
     # The owner ends the platform roles' sessions on its databases (drop database ... with
     # (force), a copy from a template, a stuck load); never a superuser's (pg_signal_backend).
     conn.execute(sql.SQL("grant pg_signal_backend to {}").format(sql.Identifier(OWNER)))
+    # The owner turns statement logging on for the reading roles it creates (migration 0016,
+    # crm rm grant): a superuser-only parameter, granted for that one parameter (PostgreSQL 15+).
+    if conn.info.server_version >= 150000:
+        conn.execute(
+            sql.SQL("grant set on parameter {} to {}").format(
+                sql.Identifier(AUDIT_LOG_ROLE_SETTING), sql.Identifier(OWNER)
+            )
+        )
 
 
 def ensure_owned_database(conn, database: str) -> None:
