@@ -105,6 +105,14 @@ def test_log_files_and_audit_tables_are_owner_only(warehouse, db, pg_server, mar
     assert files and any(f.suffix == ".csv" for f in files)
     assert {oct(stat.S_IMODE(f.stat().st_mode)) for f in files} == {oct(0o600)}
     assert stat.S_IMODE(_log_dir(pg_server).stat().st_mode) == 0o700
+    # A reader cannot switch its own audit off, for a session or for its later ones.
+    with psycopg.connect(role_url("crm_bi_reader"), autocommit=True) as bi:
+        for statement in (
+            "set log_statement = 'none'",
+            "alter role crm_bi_reader set log_statement = 'none'",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                bi.execute(statement)
     for role in ("crm_bi_reader", "crm_loader", "crm_transformer", "crm_ml"):
         with psycopg.connect(role_url(role), autocommit=True) as conn:
             for table in ("audit.bi_access", "audit.bi_access_files"):
