@@ -184,3 +184,11 @@ def test_parsing_helpers():
     assert command_tag("/* bi */ -- tool\n (WITH x as (select 1) select * from x)") == "WITH"
     whole = b'a,"multi\nline ""q""",b\nc,"open\n'
     assert complete_records(whole) == len(b'a,"multi\nline ""q""",b\n')
+
+
+def test_a_malformed_log_line_is_named_by_file_and_line_without_its_values():
+    from crm.privacy.access import AccessLogError, parse_statements
+
+    with pytest.raises(AccessLogError, match=r"^postgresql-x\.csv:12: 3 columns") as refused:
+        parse_statements(b"a,b,c\n", "postgresql-x.csv", 11, "crm")
+    assert "a,b" not in str(refused.value)
