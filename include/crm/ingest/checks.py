@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from psycopg import sql
+from psycopg import Connection, sql
 
 from crm.feeds import Column, Feed, Registry
 from crm.ingest.keys import key_table
@@ -142,3 +142,51 @@ def unknown_reference(col: Column, registry: Registry, day: dt.date) -> sql.Comp
 def jsonl_extra(feed: Feed) -> sql.Composable:
     """A JSON Lines row's ``_extra``: the keys of ``doc`` the registry does not know, null if none."""
     return sql.SQL("nullif(doc - {}::text[], '{{}}'::jsonb)").format(sql.Literal(feed.column_names))
+
+
+# The ids that name a data subject (a customer and their accounts): ``crm privacy erase``
+# blocks them, and the loader quarantines later rows naming one as ERASED_SUBJECT.
+SUBJECT_KEYS = (("core_customers", "customer_id"), ("core_accounts", "account_id"))
+
+
+def subject_columns(feed: Feed) -> list[tuple[Column, sql.Composable, str]]:
+    """(column, key table, key column) of each column of ``feed`` that names a data subject:
+    a subject key itself or a reference to one. The key table holds every value raw holds,
+    and never an erased one (``crm privacy erase`` deletes it there)."""
+    found = []
+    for col in feed.columns:
+        owner = (feed.name, col.name) if (feed.name, col.name) in SUBJECT_KEYS else col.reference
+        if owner is not None and tuple(owner) in SUBJECT_KEYS:
+            found.append((col, key_table(*owner), owner[1]))
+    return found
+
+
+def erased_subject_lines(
+    conn: Connection, feed: Feed, table: sql.Composable, *, keys_only: bool = False
+) -> sql.Composable | None:
+    """A SELECT of (``_line_number``, 'ERASED_SUBJECT|column') over ``table`` for the rows
+    naming an erased subject; None when nothing can match (the block list is empty: one
+    cheap call per load, nothing else; or the feed names no subject).
+
+    Set-based: only values unknown to the key table can be erased (an erased id is deleted
+    from it and never loaded again), and those are hashed once each by the owner's
+    ``audit.erased_values``. ``keys_only``: skip referencing columns (the clean path's
+    reference check already refuses any value the key table lacks).
+    """
+    columns = [(c, k, kc) for c, k, kc in subject_columns(feed) if not (keys_only and c.reference)]
+    if not columns or not conn.execute("select audit.any_erased()").fetchone()[0]:
+        return None
+    return sql.SQL(" union all ").join(
+        sql.SQL(
+            "select s._line_number, {flag} from {t} s where s.{c} = any(array(select audit.erased_values(array("
+            "select distinct n.{c} from {t} n where n.{c} is not null"
+            " and not exists (select 1 from {k} k where k.{kc} = n.{c})))))"
+        ).format(
+            flag=sql.Literal(f"{RowReason.ERASED_SUBJECT}|{col.name}"),
+            t=table,
+            c=sql.Identifier(col.name),
+            k=key,
+            kc=sql.Identifier(key_col),
+        )
+        for col, key, key_col in columns
+    )

@@ -38,7 +38,14 @@ from psycopg.copy import QueuedLibpqWriter
 
 from crm.feeds import Column, Feed, Registry
 from crm.ingest.attempt import Attempt
-from crm.ingest.checks import future_rules, jsonl_extra, range_rules, text_rules, unknown_reference
+from crm.ingest.checks import (
+    erased_subject_lines,
+    future_rules,
+    jsonl_extra,
+    range_rules,
+    text_rules,
+    unknown_reference,
+)
 from crm.ingest.clean_lines import LineChecker, NotClean, numbered, python_field, source_texts
 from crm.ingest.keys import record_keys
 from crm.ingest.lines import LineReader
@@ -155,6 +162,9 @@ class NewPartition:
     def check_keys_and_references(self) -> None:
         """What a constraint cannot say: the business key does not repeat, references resolve."""
         tests = key_and_reference_tests(self.feed, self.registry, self.table, self.day)
+        erased = erased_subject_lines(self.conn, self.feed, self.table, keys_only=True)
+        if erased is not None:  # the row path quarantines them without their text
+            tests.append(sql.SQL("exists ({})").format(erased))
         broken = self.conn.execute(sql.SQL("select {}").format(sql.SQL(", ").join(tests))).fetchone()
         if any(broken):
             raise NotClean("a repeated business key or an unknown reference")

@@ -25,7 +25,7 @@ from crm.ingest.attempt import Attempt
 from crm.ingest.clean_path import load_clean
 from crm.ingest.lines import FileRefused, Identity, check_inside, identity
 from crm.ingest.row_path import load_rows
-from crm.ingest.rules import FileRule
+from crm.ingest.rules import FileRule, RowReason
 from crm.ingest.scan import FileFacts, scan_file
 from crm.ingest.stage import Quarantined, read_header
 from crm.ingest.tables import check_feed_tables
@@ -218,7 +218,9 @@ def _refusal(feed: Feed, day: dt.date, path: Path, err: Exception, scanned: Iden
 
 def _refuse_if_mostly_bad(feed: Feed, path: Path, result: LoadResult, quarantined: list[Quarantined]) -> None:
     """TOO_MANY_BAD_ROWS if more lines are bad than the feed tolerates (the load rolls back)."""
-    bad, lines = result.rows_quarantined, result.rows_in_file
+    # Rows of an erased customer are refused by request, not broken: they never refuse a file.
+    erased = result.reasons.get(RowReason.ERASED_SUBJECT, 0)
+    bad, lines = result.rows_quarantined - erased, result.rows_in_file - erased
     too_many = lines >= feed.bad_share_min_rows and bad > feed.max_bad_share * lines
     if not bad or not (too_many or result.rows_loaded == 0):
         return

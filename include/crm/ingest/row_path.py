@@ -15,9 +15,9 @@ from psycopg import Connection, sql
 
 from crm.feeds import Column, Feed, Registry
 from crm.ingest.attempt import Attempt
-from crm.ingest.checks import future_rules, range_rules, text_rules, unknown_reference
+from crm.ingest.checks import erased_subject_lines, future_rules, range_rules, text_rules, unknown_reference
 from crm.ingest.keys import record_keys
-from crm.ingest.rules import SHAPES, anchored
+from crm.ingest.rules import SHAPES, RowReason, anchored
 from crm.ingest.stage import Quarantined, decoded_lines, stage_csv, stage_jsonl
 from crm.ingest.tables import LINEAGE_COLUMNS, ensure_partition
 
@@ -168,6 +168,16 @@ def _flag_bad_rows(
             " where _reason is not null"
         ).format(stage=stage, reason=_reason_case(feed, present, day, conn.info.server_version))
     )
+    erased = erased_subject_lines(conn, feed, stage)
+    if erased is not None:
+        # Before any other reason: a line naming an erased subject is quarantined as
+        # ERASED_SUBJECT whatever else is wrong with it, so its text is never kept.
+        conn.execute(sql.SQL("create temp table _erased on commit drop as {}").format(erased))
+        conn.execute("delete from _bad b using _erased e where b._line_number = e._line_number")
+        conn.execute(
+            "insert into _bad select distinct on (_line_number) * from _erased order by _line_number"
+        )
+        conn.execute("drop table _erased")
     for statement in _reference_checks(feed, present, day, registry, stage):
         conn.execute(statement)
     # A repeated business key among otherwise clean rows: the first occurrence wins.
@@ -202,6 +212,8 @@ def _quarantine(attempt: Attempt, quarantined: list[Quarantined]) -> None:
             row = wanted.get(lineno)
             if row:
                 _, reason, column = row
+                if reason == RowReason.ERASED_SUBJECT:
+                    text = ""  # the line is the erased person's data: counted, never kept
                 quarantined.append(Quarantined(lineno, reason, column, _detail(feed, reason, column), text))
     with conn.cursor().copy(
         sql.SQL(
@@ -239,5 +251,6 @@ def _detail(feed: Feed, reason: str, column: str) -> str:
         "FUTURE_DATE": "is after the business day",
         "UNKNOWN_REFERENCE": f"is not a known {col.references}",
         "DUPLICATE_KEY": f"repeats key ({', '.join(feed.key)}) of an earlier line",
+        "ERASED_SUBJECT": "names a customer or account erased on request (line text not kept)",
     }.get(reason, reason)
     return f"column '{column}' {rule}"
