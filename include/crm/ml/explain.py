@@ -108,6 +108,51 @@ def _products(v: Any) -> str:
     return f"holds {n:,.0f} product famil{'y' if n == 1 else 'ies'}"
 
 
+def _vs_usual(what: str, usual: str) -> Callable[[Any], str]:
+    """A ratio to the customer's own usual level: "transactions down 40 % vs their usual"."""
+
+    def word(v: Any) -> str:
+        n = _num(v)
+        if n is None:
+            return f"{what}: nothing earlier to compare with"
+        change = (n - 1.0) * 100
+        if abs(change) < 0.5:
+            return f"{what} as usual ({usual})"
+        return f"{what} {'down' if change < 0 else 'up'} {abs(change):.0f} % vs {usual}"
+
+    return word
+
+
+def _slope(v: Any) -> str:
+    n = _num(v)
+    if n is None:
+        return "no activity in the last 3 months"
+    if abs(n) < 0.005:
+        return "activity steady over the last 3 months"
+    return f"activity {'falling' if n < 0 else 'rising'} {abs(n) * 100:.0f} % a month over the last 3 months"
+
+
+def _drawdown(v: Any) -> str:
+    n = _num(v)
+    if n is None:
+        return "no balance in the last 6 months"
+    return "balance at its 6-month high" if n < 0.005 else f"balance {n * 100:.0f} % below its 6-month high"
+
+
+def _per_balance(v: Any) -> str:
+    n = _num(v)
+    if n is None:
+        return "no balance to compare transfers to other banks with"
+    return f"moved {n * 100:.0f} % of the usual balance to other banks in the last 90 days"
+
+
+def _transfer_share(v: Any) -> str:
+    n = _num(v)
+    if n is None:
+        return "no transfers out in the last 90 days"
+    return f"{n * 100:.0f} % of transfers out in the last 90 days went to other banks"
+
+
 def _band(label: str) -> Callable[[Any], str]:
     def word(v: Any) -> str:
         return (
@@ -145,6 +190,20 @@ WORDING: dict[str, Callable[[Any], str]] = {
     "digital_share": _share,
     "avg_branch_wait_seconds": _wait,
     "avg_satisfaction": _satisfaction,
+    "txn_30d_vs_3m": _vs_usual("transactions in the last 30 days", "the 2 months before"),
+    "txn_30d_vs_6m": _vs_usual("transactions in the last 30 days", "the 5 months before"),
+    "interactions_30d_vs_3m": _vs_usual("contacts in the last 30 days", "the 2 months before"),
+    "interactions_30d_vs_6m": _vs_usual("contacts in the last 30 days", "the 5 months before"),
+    "active_days_30d_vs_6m": _vs_usual("active days in the last 30 days", "the 5 months before"),
+    "activity_slope_3m": _slope,
+    "trb_vs_3m_avg": _vs_usual("balance", "its 3-month average"),
+    "trb_vs_6m_avg": _vs_usual("balance", "its 6-month average"),
+    "trb_drawdown_6m": _drawdown,
+    "competitor_outflow_vs_trb_3m": _per_balance,
+    "competitor_transfer_share_3m": _transfer_share,
+    "inbound_calls_30d": _count("call", "to the contact centre in the last 30 days"),
+    "unresolved_calls_90d": _count("call", "not resolved at first contact in the last 90 days"),
+    "complaint_calls_90d": _count("complaint call", "to the contact centre in the last 90 days"),
     "age_band": _band("age band"),
     "income_band_cny": _band("income band (CNY)"),
 }
