@@ -204,7 +204,8 @@ def test_the_owners_functions_take_only_registered_feeds_and_plain_arguments(loa
 def test_a_work_table_carrying_anything_but_data_is_not_adopted(loader, db, plant):
     """The clean path's work table becomes a raw partition owned by the owner: one carrying
     code (statistics on a function: ANALYZE would run it as the owner; a trigger), an index,
-    a grant, a default, a foreign constraint or column is refused, and the day is unchanged."""
+    a grant, a default, a foreign constraint or column is refused, and the day is unchanged.
+    Code is refused earlier still: the loader cannot create it."""
     loader.execute("begin")
     load_id = loader.execute(
         "insert into audit.load_log (feed, business_date, file_path, status)"
@@ -222,6 +223,13 @@ def test_a_work_table_carrying_anything_but_data_is_not_adopted(loader, db, plan
         "select raw.adopt_partition('core_customers', '2026-01-05', %s)", (load_id,)
     ).fetchone() == ("core_customers_p20260105",)
     loader.execute("rollback to savepoint clean")
+    if plant[0].startswith("create function"):
+        # Code cannot even be planted: only the owner creates functions and triggers
+        # (crm.warehouse.code_guard); adopt_partition's own check stays as a second line.
+        with pytest.raises(errors.InsufficientPrivilege, match="only crm_owner creates code"):
+            loader.execute(plant[0].format(work=work))
+        loader.execute("rollback")
+        return
     for statement in plant:
         loader.execute(statement.format(work=work))
     with pytest.raises(errors.InsufficientPrivilege, match="cannot become a partition"):

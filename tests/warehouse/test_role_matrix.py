@@ -356,31 +356,47 @@ def test_no_stage_role_is_superuser_and_none_owns_what_another_stage_executes(lo
     assert any(o == "crm_transformer" for o, *_ in owned)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known hole (reported): crm_ml reads marts owned by crm_transformer, whose row policies run"
-    " the transformer's functions as crm_ml",
-)
 def test_the_transformer_cannot_run_code_as_ml_through_the_marts_ml_reads(warehouse, db):
     """ML's features and scores read marts dbt (crm_transformer) owns. An owner may add a row
-    policy calling its own function, which then runs as whoever reads: crm_ml, which may
-    rewrite scores and the model registry the transformer may only read."""
-    with psycopg.connect(role_url("crm_transformer"), autocommit=True) as dbt:
+    policy calling its own function, which would then run as whoever reads: crm_ml, which may
+    rewrite scores and the model registry the transformer may only read. The warehouse's
+    event trigger (crm.warehouse.code_guard) refuses the function itself."""
+    refused = pytest.raises(psycopg.errors.InsufficientPrivilege, match="only crm_owner creates code")
+    with psycopg.connect(role_url("crm_transformer"), autocommit=True) as dbt, refused:
         dbt.execute(
             "create function marts.role_matrix_probe() returns boolean language plpgsql as $$"
             " begin if current_user = 'crm_ml' then raise exception 'transformer code ran as %', current_user;"
             " end if; return true; end $$"
         )
-        dbt.execute(
-            "create policy probe on marts.dim_customer as restrictive for select to crm_ml"
-            " using (marts.role_matrix_probe())"
-        )
-    with psycopg.connect(role_url("crm_ml"), autocommit=True) as ml:
+    assert not db.execute("select 1 from pg_proc where proname = 'role_matrix_probe'").fetchall()
+
+
+@pytest.mark.parametrize(
+    ("role", "schema"),
+    [("crm_transformer", "marts"), ("crm_transformer", "staging"), ("crm_loader", "load_work")],
+)
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "create function {s}.probe() returns int language sql as 'select 1'",
+        "create procedure {s}.probe() language sql as 'select 1'",
+    ],
+)
+def test_no_stage_role_creates_code_where_it_may_create_tables(warehouse, role, schema, statement):
+    """CREATE on a schema covers functions too; the event trigger keeps code the owner's."""
+    with psycopg.connect(role_url(role), autocommit=True) as conn:
+        conn.execute(sql.SQL("create table {}.code_guard_probe (x int)").format(sql.Identifier(schema)))
         try:
-            ml.execute("select count(*) from marts.dim_customer").fetchone()
-        except psycopg.errors.RaiseException as err:
-            raise AssertionError(str(err)) from None
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only crm_owner creates code"):
+                conn.execute(statement.format(s=schema))
+        finally:
+            conn.execute(sql.SQL("drop table {}.code_guard_probe").format(sql.Identifier(schema)))
+
+
+def test_the_owner_still_creates_code(warehouse, db):
+    db.execute("create function public.code_guard_owner_probe() returns int language sql as 'select 1'")
+    assert db.execute("select public.code_guard_owner_probe()").fetchone()[0] == 1
+    db.execute("drop function public.code_guard_owner_probe()")
 
 
 # -- BI and clear personal data -----------------------------------------------------------

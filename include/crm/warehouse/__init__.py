@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 import psycopg
 
 from crm.settings import ADMIN, ROLES, Settings, check_secret, get_settings
+from crm.warehouse.code_guard import ensure_code_guard
 from crm.warehouse.server import (
     OWNER,
     EmbeddedWarehouse,
@@ -131,6 +132,7 @@ def ensure_ready(settings: Settings | None = None) -> str:
         server.start()  # crm_owner exists, no superuser (crm_admin creates it)
         with psycopg.connect(server.socket_url("postgres", role=ADMIN), autocommit=True) as conn:
             ensure_owned_database(conn, settings.pg_database)
+        server.ensure_code_guard(settings.pg_database)  # a database from before the guard
     elif settings.admin_password:
         ensure_owner(settings)
     url = owner_url(settings)
@@ -162,6 +164,10 @@ def ensure_owner(settings: Settings) -> None:
     with conn:
         ensure_owner_role(conn, unquote(password))
         ensure_owned_database(conn, database)
+    # Only the owner creates code (crm.warehouse.code_guard): here and in every later database.
+    for name in ("template1", database):
+        with psycopg.connect(with_database(admin_url(settings), name), autocommit=True) as conn:
+            ensure_code_guard(conn)
 
 
 def check_owner_is_no_superuser(conn) -> None:

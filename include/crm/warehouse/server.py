@@ -277,11 +277,21 @@ class EmbeddedWarehouse:
         with conn:
             ensure_owner_role(conn, self.settings.role_password(OWNER))
             collector = conn.execute("select current_setting('logging_collector')").fetchone()
+        self.ensure_code_guard("template1")  # every database created later starts with it
         if collector and collector[0] != "on":
             log.warning(
                 "the access audit's log is off until the warehouse restarts"
                 " (crm warehouse stop; crm warehouse start)"
             )
+
+    def ensure_code_guard(self, database: str) -> None:
+        """As ``crm_admin``: only the owner creates code in ``database`` (crm.warehouse.code_guard)."""
+        import psycopg
+
+        from crm.warehouse.code_guard import ensure_code_guard
+
+        with psycopg.connect(self.socket_url(database, role=ADMIN), autocommit=True) as conn:
+            ensure_code_guard(conn)
 
     def stop(self) -> Status:
         if self.status().running:
