@@ -39,6 +39,7 @@ VOLATILE_COLUMNS = frozenset(
         "trained_at",
         "status_changed_at",
         "run_id",
+        "pipeline_run_id",
         "dbt_updated_at",
         "dbt_valid_from",
         "dbt_valid_to",
