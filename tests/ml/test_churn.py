@@ -325,3 +325,16 @@ def test_crm_ml_train_churn_registers_the_version_with_a_warehouse(warehouse, tm
         ).fetchone()
     assert status == "champion" and window["split"] == "stratified holdout"
     assert load_artifact(path, sha) is not None
+
+
+def test_forward_chaining_folds_leave_the_label_horizon_out_when_there_is_room():
+    """Purged folds: ``gap`` periods between each fold's training and validation months, as
+    the out-of-time split leaves the label horizon out; with too short a history the gap
+    shrinks rather than leaving no fold."""
+    months = np.repeat(np.arange(8), 5)  # 8 periods, 5 rows each
+    for train_idx, val_idx in forward_chaining_splits(months, 3, gap=2):
+        assert months[train_idx].max() + 2 < months[val_idx].min()
+    plain = forward_chaining_splits(months, 3)
+    assert any(months[t].max() + 1 == months[v].min() for t, v in plain)
+    short = forward_chaining_splits(np.repeat(np.arange(3), 5), 2, gap=3)
+    assert short and all(len(t) and len(v) for t, v in short)

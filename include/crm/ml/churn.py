@@ -271,11 +271,18 @@ def split_frame(
 
 
 def forward_chaining_splits(
-    times: pd.Series | np.ndarray, n_splits: int = 3
+    times: pd.Series | np.ndarray, n_splits: int = 3, gap: int = 0
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Time-series folds over whole periods: fold k trains on the periods before block k and
     validates on block k (``TimeSeriesSplit`` applied to the distinct periods, so a period is
-    never cut in two). Positions refer to ``times`` as given."""
+    never cut in two). Positions refer to ``times`` as given.
+
+    ``gap``: periods left out between a fold's training and its validation block (purged
+    folds), as the out-of-time split leaves the label horizon out: a churn label looks 90
+    days ahead, so the month before a validation month already "knows" its churners, and a
+    search scored without the gap rewards memorising them (0.27 CV PR AUC against 0.04 out
+    of time on the 2,000 x 400 bank). Folds left without training periods are dropped; if
+    none is left the gap shrinks until one is (a short history), logged."""
     values = np.asarray(times)
     periods = np.unique(values)
     n_splits = min(n_splits, len(periods) - 1)
@@ -284,12 +291,22 @@ def forward_chaining_splits(
     # TimeSeriesSplit's block layout on the periods: the first block is training only.
     block = len(periods) // (n_splits + 1)
     first = len(periods) - n_splits * block
-    folds = []
-    for k in range(n_splits):
-        start = first + k * block
-        train_p, val_p = periods[:start], periods[start : start + block]
-        folds.append((np.flatnonzero(np.isin(values, train_p)), np.flatnonzero(np.isin(values, val_p))))
-    return folds
+    for used_gap in range(gap, -1, -1):
+        folds = []
+        for k in range(n_splits):
+            start = first + k * block
+            train_p, val_p = periods[: max(start - used_gap, 0)], periods[start : start + block]
+            if len(train_p):
+                folds.append(
+                    (np.flatnonzero(np.isin(values, train_p)), np.flatnonzero(np.isin(values, val_p)))
+                )
+        if folds:
+            if used_gap < gap:
+                log.warning(
+                    "cross-validation gap %d periods (wanted %d): the history is short", used_gap, gap
+                )
+            return folds
+    raise AssertionError("unreachable: a zero gap always leaves the first block to train on")
 
 
 def _preprocessor(
@@ -368,9 +385,11 @@ def most_predictive_numeric(X: pd.DataFrame, y: np.ndarray, numeric: list[str], 
     return sorted(strength, key=lambda c: -strength[c])[:k]
 
 
-def _cv_folds(X: pd.DataFrame, y: np.ndarray, times: pd.Series | None, n_splits: int, seed: int):
+def _cv_folds(
+    X: pd.DataFrame, y: np.ndarray, times: pd.Series | None, n_splits: int, seed: int, gap: int = 0
+):
     if times is not None:
-        return forward_chaining_splits(times, n_splits)
+        return forward_chaining_splits(times, n_splits, gap)
     return list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(X, y))
 
 
@@ -495,6 +514,9 @@ def _train(
         _binary_label(test_rows[label]) if test_rows[label].nunique() > 1 else test_rows[label].to_numpy(int)
     )
     times = train_rows[time_column].reset_index(drop=True) if time_column else None
+    # The search scores candidates on purged folds (the label horizon left out, as out of
+    # time); the calibrated members train on the unpurged ones (more months each).
+    search_folds = _cv_folds(X_train, y_train, times, cv_splits, random_state, gap_periods)
     folds = _cv_folds(X_train, y_train, times, cv_splits, random_state)
 
     grid = list(param_grid or PARAM_GRID)
@@ -502,7 +524,7 @@ def _train(
         columns,
         X_train,
         y_train,
-        folds,
+        search_folds,
         grid,
         min_frequency=min_frequency,
         seed=random_state,

@@ -67,9 +67,10 @@ def _register(result, artifact, version: str, name: str, frame) -> str:
         return str(decision)
 
 
-def _warehouse_frame(label, id_column, time_column, gap_periods):
+def _warehouse_frame(label, id_column, time_column, gap_periods, baseline):
     """The warehouse's training frame and its columns (crm.ml.training_data); the options
-    given override its defaults. Exits 2 when no warehouse or no labelled snapshot."""
+    given override its defaults (the baseline: recency and the 30-day TRB ratio). Exits 2
+    when no warehouse or no labelled snapshot."""
     from crm.ml.training_data import horizon_gap_periods, read_training_frame
 
     available, why = _warehouse()
@@ -87,6 +88,7 @@ def _warehouse_frame(label, id_column, time_column, gap_periods):
         id_column or data.id_column,
         time_column or data.time_column,
         horizon_gap_periods() if gap_periods is None else gap_periods,
+        baseline or list(data.baseline_columns),
     )
 
 
@@ -163,8 +165,8 @@ def churn_cmd(
         frame = read_csv(csv, time_column, sep=sep)
         gap_periods = gap_periods or 0
     else:
-        frame, label, id_column, time_column, gap_periods = _warehouse_frame(
-            label, id_column, time_column, gap_periods
+        frame, label, id_column, time_column, gap_periods, baseline = _warehouse_frame(
+            label, id_column, time_column, gap_periods, baseline
         )
     try:
         result = train(

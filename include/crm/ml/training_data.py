@@ -43,6 +43,10 @@ __all__ = [
 ID_COLUMN = "customer_id"
 TIME_COLUMN = "month_start"
 LABEL_COLUMN = "churned"
+# The one-line baseline every warehouse-trained model is judged against (issue: logistic
+# regression on recency and the 30-day TRB ratio). Fixed, not chosen from the data: a
+# baseline that picked the best two of today's features would move with every feature added.
+BASELINE_COLUMNS = ("recency_days", "trb_ratio_30d")
 # Not features: the snapshot date (the time column says the month) and the key.
 _NOT_FEATURES = ("as_of_date",)
 
@@ -62,6 +66,7 @@ class TrainingData:
     id_column: str = ID_COLUMN
     time_column: str = TIME_COLUMN
     label: str = LABEL_COLUMN
+    baseline_columns: tuple[str, ...] = BASELINE_COLUMNS
 
     def describe(self) -> str:
         months = self.frame[self.time_column]
