@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from crm.feeds import load_registry
-from crm.generator import bank as bank_module
+from crm.generator import consent as consent_module
 from crm.generator import generate
 from crm.ingest import load_file
 from crm.settings import get_settings
@@ -175,16 +175,18 @@ def test_consent_rates_match_the_configured_ones(tmp_path):
                 seen_changes.append((cid, day, value))
             state[cid] = (value, status)
     onboarding_rate = consented / onboarded
-    sd = (bank_module.CONSENT_AT_ONBOARDING * (1 - bank_module.CONSENT_AT_ONBOARDING) / onboarded) ** 0.5
-    assert abs(onboarding_rate - bank_module.CONSENT_AT_ONBOARDING) < 4 * sd, onboarding_rate
+    sd = (
+        consent_module.CONSENT_AT_ONBOARDING * (1 - consent_module.CONSENT_AT_ONBOARDING) / onboarded
+    ) ** 0.5
+    assert abs(onboarding_rate - consent_module.CONSENT_AT_ONBOARDING) < 4 * sd, onboarding_rate
     for value, configured in (
-        ("Y", bank_module.CONSENT_OPT_OUT_DAILY),
-        ("N", bank_module.CONSENT_OPT_IN_DAILY),
+        ("Y", consent_module.CONSENT_OPT_OUT_DAILY),
+        ("N", consent_module.CONSENT_OPT_IN_DAILY),
     ):
         expected = exposure[value] * configured
         assert moves[value] > 0, f"no {'opt-outs' if value == 'Y' else 'opt-ins'} in {RATE_DAYS} days"
         assert abs(moves[value] - expected) < 4 * expected**0.5 + 1, (value, moves[value], expected)
-    assert bank_module.CONSENT_OPT_IN_DAILY < bank_module.CONSENT_OPT_OUT_DAILY
+    assert consent_module.CONSENT_OPT_IN_DAILY < consent_module.CONSENT_OPT_OUT_DAILY
     changes = pd.read_csv(truth / "consent_changes.csv", dtype=str)
     logged = changes[changes["reason"] != "onboarding"]
     assert sorted(seen_changes) == sorted(
