@@ -48,11 +48,6 @@ def _cidx(ids) -> np.ndarray:
     )
 
 
-def _keyed_rng(seed: int, idx: np.ndarray, salt: int) -> np.random.Generator:
-    """A generator whose draws depend only on (seed, salt) and the customer numbers."""
-    return np.random.default_rng([seed, salt, int(idx.sum()) if len(idx) else 0, len(idx)])
-
-
 CHUNK = 200_000  # rows per frame for the per-customer / per-account feeds: bounds memory
 
 
