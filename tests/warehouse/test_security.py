@@ -186,6 +186,14 @@ def test_sslmode_is_added_to_every_url_when_set(tmp_path, monkeypatch):
     )
     assert role_url("crm_bi_reader", external).endswith("/crm?application_name=x&sslmode=verify-full")
 
+    # dbt too: its profile reads the mode crm.transform.dbt_env takes from the role's URL.
+    from crm.transform import dbt_env
+
+    assert dbt_env(settings)["CRM_DBT_SSLMODE"] == "verify-full"
+    assert dbt_env(Settings(home=tmp_path, pg_sslmode=None))["CRM_DBT_SSLMODE"] == "prefer"
+    profile = (settings.dbt_project_dir / "profiles.yml").read_text()
+    assert "sslmode: \"{{ env_var('CRM_DBT_SSLMODE'" in profile
+
     monkeypatch.setenv("CRM_PG_SSLMODE", "sometimes")
     with pytest.raises(ValueError, match="pg_sslmode"):
         Settings(home=tmp_path)

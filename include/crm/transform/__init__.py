@@ -7,7 +7,7 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from crm.settings import Settings, get_settings
 
@@ -39,6 +39,8 @@ def dbt_env(
         "CRM_DBT_USER": unquote(url.username or ""),
         "CRM_DBT_PASSWORD": unquote(url.password or ""),
         "CRM_DBT_DBNAME": database or url.path.lstrip("/"),
+        # TLS as the URL says (CRM_PG_SSLMODE puts it there); libpq's default otherwise.
+        "CRM_DBT_SSLMODE": dict(parse_qsl(url.query)).get("sslmode", "prefer"),
         "DBT_PROFILES_DIR": str(project),
         "DBT_PROJECT_DIR": str(project),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
