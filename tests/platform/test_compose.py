@@ -323,3 +323,12 @@ def test_compose_accepts_the_file_with_the_example_env(tmp_path):
         [*cli, "config", "--quiet"], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert "required variable" in run.stderr
+
+
+def test_flower_requires_a_login():
+    """Flower lists every task's arguments and can revoke tasks: the profile needs a login from
+    .env (required variable), and its health check uses it."""
+    flower = env_of("flower")
+    assert flower["AIRFLOW__CELERY__FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH_PASSWORD:?")
+    assert "$$AIRFLOW__CELERY__FLOWER_BASIC_AUTH" in " ".join(SERVICES["flower"]["healthcheck"]["test"])
+    assert SERVICES["flower"]["ports"][0].startswith("${AIRFLOW_BIND_ADDRESS:-127.0.0.1}:")
