@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 
-from crm.ml.churn import detect_columns, forward_chaining_splits, split_frame, train
+from crm.ml.churn import detect_columns, train
 from crm.ml.evaluation import (
     calibration_table,
     evaluate,
@@ -32,6 +32,7 @@ from crm.ml.registry import (
     register_churn,
     save_artifact,
 )
+from crm.ml.splits import forward_chaining_splits, split_frame
 from crm.settings import get_settings
 
 FAST = {"max_iter": 30, "cv_splits": 2}  # enough on 2,000 rows; keeps each test quick
