@@ -1,15 +1,6 @@
 -- Current customers for BI. Personal data is pseudonymised or masked here, and the demographics
 -- BI can join are generalised to k-anonymity (var k_anonymity_k); clear text stays in raw.
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='snapshot_date',
-        on_schema_change='append_new_columns',
-        meta={'publish': 'current_state'},
-        post_hook=["{{ keep_published_snapshot() }}"]
-    )
-}}
+-- Current state, kept per snapshot until published: config in dbt_project.yml (current_state).
 {%- set k = var('k_anonymity_k', 5) %}
 {#- What BI can join per customer that a person's acquaintance could know (docs/security.md):
     the demographics here (customer_360 repeats them), branch and RM (customer_360,

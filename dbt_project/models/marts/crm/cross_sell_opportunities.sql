@@ -2,16 +2,7 @@
 -- with the adoption rate among peers and the margin a holder of that product earns.
 -- Only customers with marketing consent (Y) on the day built get offers (PIPL): an opt-out
 -- holds from its business day; peers without consent still count as peers.
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='snapshot_date',
-        on_schema_change='append_new_columns',
-        meta={'publish': 'current_state'},
-        post_hook=["{{ keep_published_snapshot() }}"]
-    )
-}}
+-- Current state, kept per snapshot until published: config in dbt_project.yml (current_state).
 {% set min_adoption = var('cross_sell_min_peer_adoption') %}
 with segments as (
     select * from {{ ref('customer_segments') }}

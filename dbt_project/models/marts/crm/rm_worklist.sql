@@ -1,18 +1,8 @@
-{{ config(post_hook="{{ rm_sees_own_customers(readers_see_all=['crm_bi_reader', 'crm_ml']) }}") }}
 -- Each relationship manager's customers ranked by value at risk (value x churn probability),
 -- with the reasons and a suggested next action. Before the churn model scores a customer,
 -- the probability is the portfolio base rate scaled by visible warning signs
 -- (thresholds and weights: the worklist_* vars).
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='snapshot_date',
-        on_schema_change='append_new_columns',
-        meta={'publish': 'current_state'},
-        post_hook=["{{ keep_published_snapshot() }}"]
-    )
-}}
+-- Current state, kept per snapshot until published: config in dbt_project.yml (current_state).
 {% set weights = var('worklist_risk_weights') %}
 with customer_360 as (
     select * from {{ ref('customer_360') }}

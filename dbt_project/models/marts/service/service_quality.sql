@@ -1,15 +1,6 @@
 -- CE11 satisfaction per branch and month (and bank-wide, branch_id 'ALL'): means, top-box
 -- shares, engagement classes, complaint handling, against the published benchmarks.
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='snapshot_date',
-        on_schema_change='append_new_columns',
-        meta={'publish': 'current_state'},
-        post_hook=["{{ keep_published_snapshot() }}"]
-    )
-}}
+-- Current state, kept per snapshot until published: config in dbt_project.yml (current_state).
 with surveys as (
     select * from {{ ref('int_survey_responses_classified') }}
 ),
