@@ -100,6 +100,8 @@ def bench_ml(work: Path, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict[
 
     work.mkdir(parents=True, exist_ok=True)
     data = read_training_frame()
+    if data.frame.empty:
+        raise RuntimeError("no labelled customer-month in the warehouse: make run or crm history first")
     path = work / "ml_frame.pkl"
     data.frame.to_pickle(path)
     out: dict[str, Any] = {
