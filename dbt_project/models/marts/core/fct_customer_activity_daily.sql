@@ -1,13 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='business_date',
-        on_schema_change='fail',
-        pre_hook="{{ delete_rebuilt('business_date in ' ~ days_to_build()) }}",
-        post_hook="create index if not exists {{ this.name }}_business_date_brin on {{ this }} using brin (business_date)",
-    )
-}}
+-- Day-grained fact: config in dbt_project.yml (day_fact).
 -- One row per customer per business day with a balance, transaction or interaction: the
 -- day's sums and counts. customer_360 adds these up over its trailing window (about one
 -- row per customer and day instead of every balance, transaction and interaction). Built

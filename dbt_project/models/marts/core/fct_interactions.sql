@@ -1,16 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='business_date',
-        on_schema_change='fail',
-        pre_hook="{{ delete_rebuilt('business_date in ' ~ days_to_build()) }}",
-        post_hook=[
-            "create index if not exists {{ this.name }}_business_date_brin on {{ this }} using brin (business_date)",
-            "create index if not exists {{ this.name }}_local_date_brin on {{ this }} using brin (local_date)",
-        ],
-    )
-}}
+-- Day-grained fact: config in dbt_project.yml (day_fact, plus an index on local_date).
 with interactions as (
     select * from {{ ref('int_interactions_unioned') }}
     {{ business_days_filter() }}
