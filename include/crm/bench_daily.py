@@ -132,20 +132,10 @@ def _server_pid(settings) -> int | None:
 @contextlib.contextmanager
 def _pointed_at(url: str, landing: Path) -> Iterator[Any]:
     """Settings (and the environment Airflow inherits) pointed at ``url`` and ``landing``."""
-    from crm.settings import get_settings
+    from crm.settings import environment, get_settings
 
-    saved = {key: os.environ.get(key) for key in ("WAREHOUSE_URL", "CRM_LANDING_DIR")}
-    os.environ["WAREHOUSE_URL"], os.environ["CRM_LANDING_DIR"] = url, str(landing)
-    get_settings.cache_clear()
-    try:
+    with environment({"WAREHOUSE_URL": url, "CRM_LANDING_DIR": str(landing)}):
         yield get_settings()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        get_settings.cache_clear()
 
 
 def _records(settings, run_ids: list[str]) -> list[dict[str, Any]]:

@@ -12,6 +12,8 @@ import os
 import re
 import secrets
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -229,3 +231,25 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+@contextmanager
+def environment(overrides: dict[str, str | None]) -> Iterator[None]:
+    """``os.environ`` with ``overrides`` (None: unset) for the block, restored afterwards;
+    :func:`get_settings` re-reads it on entry and on exit. For code that hands settings to
+    child processes through the environment (dbt, ``airflow dags test``) and benchmarks."""
+    saved = {key: os.environ.get(key) for key in overrides}
+
+    def apply(values: dict[str, str | None]) -> None:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+
+    apply(overrides)
+    try:
+        yield
+    finally:
+        apply(saved)

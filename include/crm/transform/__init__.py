@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from crm.settings import Settings, get_settings
+from crm.settings import Settings, environment, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +47,6 @@ def dbt_env(
     }
 
 
-@contextmanager
-def _environment(env: dict[str, str]):
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def run_dbt(
     args: list[str],
     settings: Settings | None = None,
@@ -75,7 +59,7 @@ def run_dbt(
 
     settings = settings or get_settings()
     env = dbt_env(settings, base_url, connection_url=connection_url) | (extra_env or {})
-    with _environment(env):
+    with environment(env):
         result = dbtRunner().invoke([*args, "--project-dir", env["DBT_PROJECT_DIR"]])
     if not result.success:
         raise RuntimeError(f"dbt {' '.join(args)} failed: {result.exception or 'see the dbt log above'}")
@@ -304,7 +288,7 @@ def daily_stage(
             "run_results.json",
         ),
     )
-    with _environment(env):
+    with environment(env):
         for step, args, artefact in steps:
             # Remove the previous artefact: a step that dies before writing its own must not
             # be judged by an older run's.

@@ -155,7 +155,7 @@ def bench_dag_stage(customers: int = 2000, work: Path | None = None, days: int =
     from crm.generator import generate
     from crm.ingest import load_file
     from crm.orchestrate import run_dag
-    from crm.settings import get_settings
+    from crm.settings import environment, get_settings
     from crm.transform import ensure_manifest, run_dbt
     from crm.warehouse import ensure_ready, role_url, scratch_database
 
@@ -166,7 +166,6 @@ def bench_dag_stage(customers: int = 2000, work: Path | None = None, days: int =
     registry = load_registry()
     last = START + dt.timedelta(days=days - 1)
     suffix = uuid.uuid4().hex[:8]
-    saved = {key: os.environ.get(key) for key in ("WAREHOUSE_URL", "CRM_DBT_TARGET_DIR")}
     out: dict = {"customers": customers, "days": days, "day": last.isoformat()}
     with scratch_database(f"crm_bench_stage_{suffix}", settings) as url:
         with psycopg.connect(role_url("crm_loader", settings, base_url=url)) as conn:
@@ -190,48 +189,45 @@ def bench_dag_stage(customers: int = 2000, work: Path | None = None, days: int =
         runs: list[dict] = []
         try:
             # dbt artefacts of the bench's own (a developer's or another worker's dbt may be
-            # rewriting dbt_project/target meanwhile).
-            os.environ["CRM_DBT_TARGET_DIR"] = str(work / "dbt-target")
-            get_settings.cache_clear()
-            ensure_manifest(get_settings())
-            exe = Path(sys.executable).with_name("crm")
-            for round_ in range(repeats):
-                # Alternate which runs first: other processes sharing the cores weigh on both.
-                for kind in ("plain", "dag") if round_ % 2 == 0 else ("dag", "plain"):
-                    names.append(f"crm_bench_{kind}_{suffix}_{round_}")
-                    copy = _copy_database(url, source, names[-1])
-                    if kind == "plain":
-                        t0 = time.perf_counter()
-                        subprocess.run(
-                            [str(exe), "dbt", "build", "--date", last.isoformat()],
-                            env={**os.environ, "WAREHOUSE_URL": copy},
-                            check=True,
-                            stdout=subprocess.DEVNULL,
+            # rewriting dbt_project/target meanwhile); WAREHOUSE_URL is restored afterwards.
+            overrides = {
+                "CRM_DBT_TARGET_DIR": str(work / "dbt-target"),
+                "WAREHOUSE_URL": os.environ.get("WAREHOUSE_URL"),
+            }
+            with environment(overrides):
+                ensure_manifest(get_settings())
+                exe = Path(sys.executable).with_name("crm")
+                for round_ in range(repeats):
+                    # Alternate which runs first: other processes sharing the cores weigh on both.
+                    for kind in ("plain", "dag") if round_ % 2 == 0 else ("dag", "plain"):
+                        names.append(f"crm_bench_{kind}_{suffix}_{round_}")
+                        copy = _copy_database(url, source, names[-1])
+                        if kind == "plain":
+                            t0 = time.perf_counter()
+                            subprocess.run(
+                                [str(exe), "dbt", "build", "--date", last.isoformat()],
+                                env={**os.environ, "WAREHOUSE_URL": copy},
+                                check=True,
+                                stdout=subprocess.DEVNULL,
+                            )
+                            runs.append({"kind": kind, "s": round(time.perf_counter() - t0, 1)})
+                            continue
+                        os.environ["WAREHOUSE_URL"] = copy
+                        get_settings.cache_clear()
+                        outcome = run_dag("crm_transform", last, get_settings())
+                        if not outcome.ok:
+                            raise RuntimeError(outcome.failure_excerpt())
+                        tasks = _dag_task_seconds(get_settings(), "crm_transform")
+                        stage = tasks["dbt_build"] + tasks["mark_reprocessed"]
+                        runs.append(
+                            {
+                                "kind": kind,
+                                "s": round(stage, 1),
+                                "tasks": tasks,
+                                "dag_run_s": round(outcome.seconds, 1),
+                            }
                         )
-                        runs.append({"kind": kind, "s": round(time.perf_counter() - t0, 1)})
-                        continue
-                    os.environ["WAREHOUSE_URL"] = copy
-                    get_settings.cache_clear()
-                    outcome = run_dag("crm_transform", last, get_settings())
-                    if not outcome.ok:
-                        raise RuntimeError(outcome.failure_excerpt())
-                    tasks = _dag_task_seconds(get_settings(), "crm_transform")
-                    stage = tasks["dbt_build"] + tasks["mark_reprocessed"]
-                    runs.append(
-                        {
-                            "kind": kind,
-                            "s": round(stage, 1),
-                            "tasks": tasks,
-                            "dag_run_s": round(outcome.seconds, 1),
-                        }
-                    )
         finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            get_settings.cache_clear()
             for name in names:
                 _drop_database(url, name)
     plain = sorted(r["s"] for r in runs if r["kind"] == "plain")
