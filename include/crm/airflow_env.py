@@ -123,9 +123,23 @@ def airflow(*args: str, settings: Settings | None = None, check: bool = True) ->
 
 
 def ensure_metadata_db(settings: Settings | None = None) -> None:
+    """Airflow's metadata database migrated once per Airflow home; its output (a screenful of
+    migration lines) goes to ``<home>/logs/airflow-db-migrate.log``, not the screen; a failure
+    ends with that file's last lines."""
     settings = settings or get_settings()
     marker = settings.airflow_home / ".db-migrated"
     if marker.exists():
         return
-    airflow("db", "migrate", settings=settings)
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / "airflow-db-migrate.log"
+    with open(log_path, "w", encoding="utf-8") as out:
+        env = airflow_environ(settings)
+        exe = Path(sys.executable).with_name("airflow")
+        done = subprocess.run([str(exe), "db", "migrate"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode:
+        tail = log_path.read_text(errors="replace").splitlines()[-20:]
+        raise RuntimeError(
+            f"airflow db migrate failed (exit {done.returncode}), {log_path}:\n" + "\n".join(tail)
+        )
     marker.touch()
