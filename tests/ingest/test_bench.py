@@ -4,7 +4,7 @@ about speed: that is for the bench's report, not a unit test)."""
 
 from __future__ import annotations
 
-from crm.bench import bench_ingest
+from crm.ingest.bench_day import bench_ingest
 
 
 def test_ingest_bench_reports_loader_plain_copy_and_floor_per_feed(warehouse, tmp_path):
