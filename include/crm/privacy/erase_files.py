@@ -26,13 +26,12 @@ from decimal import Decimal
 from pathlib import Path
 
 from crm.feeds import Feed, Registry
-from crm.generator.faults import PLAIN_DECIMAL
+from crm.generator import MANIFESTS
+from crm.generator.faults import CONTROL_SUFFIX, PLAIN_DECIMAL
 
 SKIPPED_DIRS = {"pgdata"}  # the database's own files: erased through SQL
 SKIPPED_FILES = {"secrets.json"}
 DATABASE_SUFFIXES = {".db", ".sqlite", ".sqlite3"}
-MANIFESTS = "_manifests"
-CONTROL_SUFFIX = ".control.json"
 
 
 @dataclass
