@@ -224,10 +224,19 @@ def test_a_better_model_replaces_the_champion_which_is_retired(warehouse, frame,
     from crm.warehouse import connect
 
     weak_result = train(
-        frame, "churned", id_column="customer_id", time_column="month",
-        exclude=[c for c in frame.columns if c not in ("f0", "churned", "customer_id", "month")],
-        param_grid=[{"max_leaf_nodes": 7}], **FAST,
-    )  # fmt: skip
+        frame,
+        "churned",
+        id_column="customer_id",
+        time_column="month",
+        exclude=[
+            c
+            for c in frame.columns
+            if c not in ("f0", "f1", "f2", "noise", "churned", "customer_id", "month")
+        ],
+        baseline_columns=["noise"],
+        param_grid=[{"max_leaf_nodes": 7}],
+        **FAST,
+    )  # fmt: skip  (a baseline on noise: v1 clears the floor, so it becomes the champion v2 meets)
     weak = save_artifact(weak_result.model, "churn", "v1", home=tmp_path)
     strong = save_artifact(trained.model, "churn", "v2", home=tmp_path)
     with connect("crm_ml", autocommit=True) as conn:
@@ -339,3 +348,22 @@ def test_forward_chaining_folds_leave_the_label_horizon_out_when_there_is_room()
     assert any(months[t].max() + 1 == months[v].min() for t, v in plain)
     short = forward_chaining_splits(np.repeat(np.arange(3), 5), 2, gap=3)
     assert short and all(len(t) and len(v) for t, v in short)
+
+
+def test_a_model_its_own_baseline_beats_never_becomes_champion(warehouse, frame, tmp_path):
+    from crm.warehouse import connect
+
+    # the model sees one column of noise; its baseline regresses on two informative columns
+    noise_only = train(
+        frame, "churned", id_column="customer_id", time_column="month",
+        exclude=[c for c in frame.columns if c not in ("noise", "churned", "customer_id", "month")],
+        baseline_columns=["f0", "f2"], param_grid=[{"max_leaf_nodes": 7}], **FAST,
+    )  # fmt: skip
+    assert noise_only.baseline_metrics["pr_auc"] > noise_only.metrics["pr_auc"]
+    artifact = save_artifact(noise_only.model, "churn", "v-noise", home=tmp_path)
+    with connect("crm_ml", autocommit=True) as conn:
+        decision = register_churn(conn, noise_only, artifact, "v-noise")
+        rows = conn.execute("select status, status_reason from ml.model_versions").fetchall()
+    assert decision.status == "challenger" and decision.champion_version is None
+    assert rows == [("challenger", decision.reason)]
+    assert "does not beat its baseline" in decision.reason

@@ -13,10 +13,18 @@ beats the champion's PR AUC **on the new version's out-of-time test set**, the c
 re-scored from its artifact on those very rows (metrics stored with each version come from
 different test sets and are not comparable). The replaced champion is *retired*. A champion
 that cannot score the rows (a column it needs is missing) keeps its place.
+
+Model-risk floor, checked last: a version whose PR AUC does not beat its own baseline's
+(``metrics["baseline"]``: the one-line logistic regression on recency and the 30-day TRB
+ratio, fitted and tested on the very same split) never becomes champion, the first version
+included. A boosted model that a two-column regression beats has learnt noise; scoring with
+it would rank customers worse than the rule an analyst would write, so it stays challenger
+and the daily run keeps the current champion (or, with none, scores nothing).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -255,6 +263,9 @@ def register_version(
                 min_improvement,
                 average_precision_score,
             )
+        below = _below_baseline(metrics, score)
+        if decision.status == "champion" and below:
+            decision = dataclasses.replace(decision, status="challenger", reason=below)
         if decision.status == "champion":
             if champ is not None:
                 conn.execute(
@@ -273,6 +284,17 @@ def register_version(
                 (decision.reason, name, version),
             )
     return decision
+
+
+def _below_baseline(metrics: dict[str, Any], score: Any) -> str | None:
+    """Why the version may not be champion next to its own baseline, or None."""
+    floor = (metrics.get("baseline") or {}).get(PROMOTION_METRIC)
+    if floor is None or score is None or math.isnan(floor) or math.isnan(score) or score > floor:
+        return None
+    return (
+        f"PR AUC {score:.4f} does not beat its baseline's {floor:.4f} (logistic regression on recency"
+        " and the 30-day TRB ratio, same out-of-time test set): stays challenger"
+    )
 
 
 def _compare(
