@@ -175,6 +175,12 @@ def test_the_committed_suites_are_what_the_registry_and_dbt_vars_give():
         kwargs = {e["meta"]["check"]: e["kwargs"] for e in committed["expectations"]}
         for c in checks:
             assert {k: v for k, v in c.kwargs.items() if k != "description"} == kwargs[c.name], c.name
+    # the raw gate's figures, with their severity, are declared in its suite's meta
+    from crm.feeds import load_registry
+    from crm.quality.suites import raw_figures
+
+    figures = json.loads((root / "raw" / "profile.json").read_text())["meta"]["figures"]
+    assert figures == {f.name: [x.meta() for x in raw_figures(f)] for f in load_registry().load_order()}
 
 
 def _snake(name: str) -> str:

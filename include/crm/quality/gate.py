@@ -25,19 +25,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from crm.quality import history
-from crm.quality.suites import DAY_SETTING, RESULTS_VARIABLE, URL_VARIABLE
+from crm.quality.suites import DAY_SETTING, FEEDS_SETTING, RESULTS_VARIABLE, URL_VARIABLE
 from crm.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 GATE_ROLES = {"raw": "crm_loader", "recon": "crm_loader", "mart": "crm_transformer"}
 SAMPLE = 5  # unexpected values kept per expectation
-NOTHING_TO_JUDGE = {"expect_column_median_to_be_between", "expect_column_mean_to_be_between"}
-VALUE_CHECKS = NOTHING_TO_JUDGE | {
-    "expect_column_proportion_of_non_null_values_to_be_between",
-    "expect_column_unique_value_count_to_be_between",
-}
 
 
 class GateFailed(Exception):
@@ -124,18 +118,22 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def context(gate: str, day: dt.date | None = None, settings: Settings | None = None):
+def context(
+    gate: str, day: dt.date | None = None, settings: Settings | None = None, feeds: list[str] | None = None
+):
     """The GX file context of ``expectations/``, connected as the gate's role, its
-    connection's ``crm.gate_day`` set to ``day`` (the suites' batches read that day)."""
+    connection's ``crm.gate_day`` set to ``day`` (the suites' batches read that day) and
+    ``crm.gate_feeds`` to ``feeds`` (the raw gate's profile batch reads those feeds)."""
     from urllib.parse import quote
 
     from crm.warehouse import role_url
 
     settings = settings or get_settings()
     url = role_url(GATE_ROLES[gate], settings)
-    if day is not None:
-        option = quote(f"-c {DAY_SETTING}={day.isoformat()}")
-        url += ("&" if "?" in url else "?") + f"options={option}"
+    options = [f"-c {DAY_SETTING}={day.isoformat()}"] if day is not None else []
+    options += [f"-c {FEEDS_SETTING}={','.join(feeds)}"] if feeds else []
+    if options:
+        url += ("&" if "?" in url else "?") + f"options={quote(' '.join(options))}"
     os.environ["GX_ANALYTICS_ENABLED"] = "False"
     os.environ[URL_VARIABLE] = url
     os.environ[RESULTS_VARIABLE] = str(settings.home / "gx")
@@ -145,7 +143,7 @@ def context(gate: str, day: dt.date | None = None, settings: Settings | None = N
         return gx.get_context(mode="file", project_root_dir=settings.expectations_dir)
 
 
-def _outcome(result, bands: dict[str, dict[str, Any]]) -> Outcome:
+def _outcome(result) -> Outcome:
     cfg = result.expectation_config
     check = cfg.meta.get("check", cfg.type)
     body = result.result or {}
@@ -156,9 +154,7 @@ def _outcome(result, bands: dict[str, dict[str, Any]]) -> Outcome:
     if isinstance(observed, Decimal):
         observed = float(observed)
     success = bool(result.success)
-    if observed is None and not error and cfg.type in NOTHING_TO_JUDGE:
-        success = True  # a median of no values: the column is empty that day (null rates judge that)
-    expected = dict(bands.get(check, {}))
+    expected = {}
     for key in ("min_value", "max_value"):
         value = cfg.kwargs.get(key)
         if value is not None and not isinstance(value, dict):
@@ -175,24 +171,6 @@ def _outcome(result, bands: dict[str, dict[str, Any]]) -> Outcome:
         unexpected_count=body.get("unexpected_count"),
         sample=list(sample)[:SAMPLE] if sample else None,
     )
-
-
-def _nothing_to_judge_on_a_thin_day(outcomes: list[Outcome]) -> list[Outcome]:
-    """A day with fewer than ``history.MIN_SAMPLE`` rows (none: a branch closed on Sunday;
-    five campaign contacts) is judged by its volume alone: a null rate or a median of a
-    handful of rows says nothing, and is kept out of tomorrow's history."""
-    volume = next((o for o in outcomes if o.expectation == "expect_table_row_count_to_be_between"), None)
-    if (
-        volume is None
-        or not isinstance(volume.observed, int | float)
-        or volume.observed >= history.MIN_SAMPLE
-    ):
-        return outcomes
-    for o in outcomes:
-        if o is not volume and o.expectation in VALUE_CHECKS:
-            o.success, o.observed = True, None
-            o.expected = {**o.expected, "not_judged": f"{volume.observed} rows (< {history.MIN_SAMPLE})"}
-    return outcomes
 
 
 def _record(conn, run: SuiteRun, started: dt.datetime, pipeline_run_id: str | None) -> None:
@@ -247,33 +225,37 @@ def run_gate(
     """Validate ``day`` with every suite of ``gate`` (or those of ``subjects``), record the
     results in ``dq``, rebuild the Data Docs. Does not raise on failures: see
     ``GateRun.raise_if_failed``."""
+    from crm.feeds import load_registry
     from crm.warehouse import connect
 
     settings = settings or get_settings()
-    ctx = context(gate, day, settings)
+    registry = load_registry()
+    feeds = [f.name for f in registry.load_order() if subjects is None or f.name in subjects]
+    ctx = context(gate, day, settings, feeds=feeds if gate == "raw" else None)
     out = GateRun(gate, day)
-    names = sorted(
-        vd.name
-        for vd in ctx.validation_definitions.all()
-        if vd.name.startswith(f"{gate}.") and (subjects is None or vd.name.split(".", 1)[1] in subjects)
+    names = (
+        []
+        if gate == "raw"
+        else sorted(
+            vd.name
+            for vd in ctx.validation_definitions.all()
+            if vd.name.startswith(f"{gate}.") and (subjects is None or vd.name.split(".", 1)[1] in subjects)
+        )
     )
     with connect(GATE_ROLES[gate], settings=settings, autocommit=True) as conn:
         if gate == "recon":
             from crm.quality.recon import reconcile
 
             reconcile(conn, day, settings.landing)
+        if gate == "raw":
+            own = lambda: connect(GATE_ROLES[gate], settings=settings, autocommit=True)  # noqa: E731
+            out.runs += _run_raw(ctx, conn, own, registry, day, feeds, pipeline_run_id)
         for name in names:
             started, clock = dt.datetime.now(dt.UTC), time.perf_counter()
             definition = ctx.validation_definitions.get(name)
             subject = name.split(".", 1)[1]
-            checks = [
-                (e.meta["check"], e.expectation_type, e.meta["history"])
-                for e in definition.suite.expectations
-                if e.meta.get("history")
-            ]
-            params, bands = history.parameters(conn, gate, subject, day, checks)
-            result = definition.run(expectation_parameters=params, result_format="SUMMARY")
-            outcomes = _nothing_to_judge_on_a_thin_day([_outcome(r, bands) for r in result.results])
+            result = definition.run(result_format="SUMMARY")
+            outcomes = [_outcome(r) for r in result.results]
             run = SuiteRun(name, gate, subject, day, outcomes)
             run.seconds = time.perf_counter() - clock
             _record(conn, run, started, pipeline_run_id)
@@ -291,6 +273,50 @@ def run_gate(
         out.docs = build_docs(ctx, settings)
     _release_connections(ctx)
     return out
+
+
+RAW_SUITE = "raw.profile"
+
+
+def _run_raw(
+    ctx, conn, own, registry, day: dt.date, feeds: list[str], pipeline_run_id: str | None
+) -> list[SuiteRun]:
+    """Profile ``feeds`` on ``day`` (crm.quality.profile; ``own`` opens a connection of the
+    gate's role for each profiling worker), let GX judge the profile, record one run per feed
+    with one result per figure."""
+    from crm.quality.profile import profile_day
+
+    started = dt.datetime.now(dt.UTC)
+    definition = ctx.validation_definitions.get(RAW_SUITE)
+    figures = definition.suite.meta["figures"]
+    rows, seconds, passed = profile_day(conn, own, registry, figures, feeds, day)
+    clock = time.perf_counter()
+    verdict = {_outcome(r).severity: _outcome(r) for r in definition.run(result_format="SUMMARY").results}
+    judged_s = (time.perf_counter() - clock) / max(len(feeds), 1)
+    runs = []
+    for feed in feeds:
+        outcomes = [
+            Outcome(
+                check=r["check_name"],
+                expectation=r["kind"],
+                column=r["column_name"],
+                severity=r["severity"],
+                success=passed[(feed, r["check_name"])],
+                observed=r["observed"],
+                expected=r["band"],
+            )
+            for r in rows
+            if r["feed"] == feed
+        ]
+        runs.append(SuiteRun(RAW_SUITE, "raw", feed, day, outcomes, seconds[feed] + judged_s))
+        _record(conn, runs[-1], started, pipeline_run_id)
+    for severity, gx in verdict.items():  # GX and the profile's own column must agree
+        failed = [o for r in runs for o in r.outcomes if o.severity == severity and not o.success]
+        if gx.success == bool(failed) or str(gx.observed).startswith("error"):
+            raise RuntimeError(
+                f"raw gate {day}: GX's {gx.check} says {gx.observed}, the profile {len(failed)}"
+            )
+    return runs
 
 
 def _release_connections(ctx) -> None:

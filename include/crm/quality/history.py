@@ -21,26 +21,24 @@ from typing import Any
 
 from psycopg import Connection
 
-from crm.quality.suites import parameter
-
 WINDOW = 28
 WARM_UP = 5
 K_MAD = 5.0
 REL = 0.4
-# The widest bounds of each kind of figure (warm-up), and the smallest half-width.
+# The widest bounds of each kind of figure (crm.quality.suites.Figure.kind) during warm-up.
 RANGES = {
-    "expect_table_row_count_to_be_between": (0, 1e15),
-    "expect_column_unique_value_count_to_be_between": (0, 1e15),
-    "expect_column_proportion_of_non_null_values_to_be_between": (0.0, 1.0),
+    "row_count": (0, 1e15),
+    "distinct_count": (0, 1e15),
+    "non_null_share": (0.0, 1.0),
 }
 WIDEST = (-1e18, 1e18)
 # More completeness than usual is never a fault; a proportion moves by chance on a small
 # day (binomial noise of a 50-row file is +/-0.14), so only a drop of 0.3 or more counts.
-ONE_SIDED = {"expect_column_proportion_of_non_null_values_to_be_between"}
+ONE_SIDED = {"non_null_share"}
 PROPORTION_FLOOR = 0.3
 # A median (amount, balance, cost) moves by chance within a factor of RATIO_FLOOR at least,
 # more where its history says so; a unit shift (x100) leaves that band on any scale.
-RATIO = {"expect_column_median_to_be_between"}
+RATIO = {"median"}
 RATIO_FLOOR = 3.0
 # A median or a rate of a handful of rows is chance (a day of 5 campaign contacts mixes
 # 0.02 push messages with 60.00 RM visits: its median jumps 100x between days): a value
@@ -50,12 +48,12 @@ MIN_SAMPLE = 20
 K_RATIO = 3.0  # robust deviations of log(median): a noisy small feed still sees x100
 
 
-def band(values: list[float], expectation: str) -> dict[str, Any]:
+def band(values: list[float], kind: str) -> dict[str, Any]:
     """Bounds for today's figure given the past ones (oldest first or any order)."""
-    low, high = RANGES.get(expectation, WIDEST)
+    low, high = RANGES.get(kind, WIDEST)
     if len(values) < WARM_UP:
         return {"min": low, "max": high, "warm_up": True, "days": len(values)}
-    if expectation in RATIO:  # a level: judged as a ratio, so a unit shift stands out on any scale
+    if kind in RATIO:  # a level: judged as a ratio, so a unit shift stands out on any scale
         if min(values) <= 0:
             return {
                 "min": low,
@@ -74,19 +72,16 @@ def band(values: list[float], expectation: str) -> dict[str, Any]:
         }
     mid = statistics.median(values)
     mad = statistics.median(abs(v - mid) for v in values)
-    if expectation in (
-        "expect_table_row_count_to_be_between",
-        "expect_column_unique_value_count_to_be_between",
-    ):
+    if kind in ("row_count", "distinct_count"):
         # counting (Poisson) noise of a small feed: 3 sd and a few; the sd from the mean, as a
         # rare feed's median is 0 (referrals 0,1,2,0,0,1,2,0,0,1,0 a day, then 6: chance)
         floor = 3 * math.sqrt(max(statistics.fmean(values), 1.0)) + 4
-    elif expectation == "expect_column_proportion_of_non_null_values_to_be_between":
+    elif kind == "non_null_share":
         floor = PROPORTION_FLOOR
     else:
         floor = 1e-9
     half = max(K_MAD * 1.4826 * mad, REL * abs(mid), floor)
-    top = high if expectation in ONE_SIDED else min(high, mid + half)
+    top = high if kind in ONE_SIDED else min(high, mid + half)
     return {"min": max(low, mid - half), "max": top, "median": mid, "days": len(values)}
 
 
@@ -106,33 +101,27 @@ def past_volumes(conn: Connection, feed: str, day: dt.date) -> list[float]:
     return [float(r[0]) for r in rows]
 
 
-def past_observations(conn: Connection, gate: str, subject: str, check: str, day: dt.date) -> list[float]:
+def past_figures(
+    conn: Connection, feeds: list[str], figures: dict[str, list[dict[str, Any]]], day: dt.date
+) -> dict[tuple[str, str], list[float]]:
+    """(feed, check) -> the figure on the feed's last ``WINDOW`` days before ``day``, newest
+    first: volumes from the load log (:func:`past_volumes`), the others from the raw gate's
+    earlier results, for every feed in one query."""
+    out: dict[tuple[str, str], list[float]] = {}
+    for feed in feeds:
+        if any(f.get("history") == "rows" for f in figures[feed]):
+            out[(feed, "raw.volume")] = past_volumes(conn, feed, day)
     rows = conn.execute(
-        """select distinct on (r.business_date) e.observed_value
+        """select distinct on (r.subject, e.check_name, r.business_date) r.subject, e.check_name,
+               (e.observed_value #>> '{}')::float8
         from dq.validation_runs r join dq.expectation_results e using (run_id)
-        where r.gate = %s and r.subject = %s and e.check_name = %s and r.business_date < %s
+        where r.gate = 'raw' and r.subject = any(%s) and r.business_date < %s
           and r.business_date >= %s and jsonb_typeof(e.observed_value) = 'number'
-        order by r.business_date desc, r.run_id desc""",
-        (gate, subject, check, day, day - dt.timedelta(days=3 * WINDOW)),
+        order by r.subject, e.check_name, r.business_date desc, r.run_id desc""",
+        (feeds, day, day - dt.timedelta(days=3 * WINDOW)),
     ).fetchall()
-    return [float(r[0]) for r in rows[:WINDOW]]
-
-
-def parameters(
-    conn: Connection, gate: str, subject: str, day: dt.date, checks: list[tuple[str, str, str]]
-) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
-    """GX expectation parameters for ``checks`` ((check, expectation, history) triples) and
-    the band behind each, by check name."""
-    params: dict[str, float] = {}
-    bands: dict[str, dict[str, Any]] = {}
-    for check, expectation, history in checks:
-        if history == "rows":
-            values = past_volumes(conn, subject, day)
-        else:
-            values = past_observations(conn, gate, subject, check, day)
-        bands[check] = band(values, expectation)
-        params[parameter(check, "min")], params[parameter(check, "max")] = (
-            bands[check]["min"],
-            bands[check]["max"],
-        )
-    return params, bands
+    for feed, check, value in rows:
+        values = out.setdefault((feed, check), []) if check != "raw.volume" else []
+        if len(values) < WINDOW:
+            values.append(value)
+    return out
