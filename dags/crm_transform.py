@@ -6,7 +6,9 @@ day passed the raw gate and the reconciliation; the asset event names the busine
 dbt runs as the `crm_transformer` role (Airflow connection `crm_transformer`).
 
 `plan_run` decides once what the run builds: the business day (the logical date's local
-day; an asset-triggered run builds the day its triggering event names), the days flagged as
+day; an asset-triggered run builds the day its triggering event names; when several events
+queued up behind a running run, the earliest, and `pass_on` hands the others to the next run
+as one event: `crm.transform.asset_days`), the days flagged as
 late in `audit.reprocess_requests` that the incremental models rebuild with it (and test),
 and the last request it covers, which `mark_reprocessed` marks done once the build passed.
 
@@ -110,14 +112,28 @@ def crm_transform() -> None:
 
         from crm.dates import business_day
         from crm.transform import plan_build
+        from crm.transform.asset_days import build_and_queue
 
         if context["params"].get("business_day"):  # asked for in the trigger form
             return plan_build(dt.date.fromisoformat(context["params"]["business_day"]))
         events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
-        named = [e.extra["business_day"] for e in events if (e.extra or {}).get("business_day")]
-        if named:  # built on the day the asset event names (the latest, if several queued)
-            return plan_build(dt.date.fromisoformat(max(named)))
+        day, queued = build_and_queue(e.extra for e in events)
+        if day:  # the earliest day named; pass_on hands the others to the next run
+            return {**plan_build(dt.date.fromisoformat(day)), "queued_days": queued}
         return plan_build(business_day(context) if context.get("logical_date") else None)
+
+    @task(outlets=[Asset(RAW_DAY_PASSED)])
+    def pass_on(plan: dict, **context) -> list[str]:
+        """The days queued behind this run's, as one raw_day_passed event for the next run."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from crm.transform.asset_days import next_event
+
+        queued = plan.get("queued_days") or []
+        if not queued:
+            raise AirflowSkipException("no other day queued behind this one")
+        context["outlet_events"][Asset(RAW_DAY_PASSED)].extra = next_event(queued)
+        return queued
 
     @task
     def dbt_build(env: dict, **context) -> dict:
@@ -207,7 +223,9 @@ def crm_transform() -> None:
             )
         return {"model_version": result.model_version, "rows": result.rows, "message": result.message}
 
-    built = plan_run() >> dbt_build(DBT_ENV) >> score_churn(DBT_ENV)
+    plan = plan_run()
+    pass_on(plan)
+    built = plan >> dbt_build(DBT_ENV) >> score_churn(DBT_ENV)
     passed = built >> gate_mart(DBT_ENV)
     passed >> mark_reprocessed(LAST_REQUEST_ID, DBT_ENV)
 

@@ -3,7 +3,7 @@
 Writes ``var/bench/results.json`` and prints a table. Each section measures the real
 component on generated data; nothing here is asserted, it is reported.
 
-    python -m crm.bench [--customers 100000] [--sections generator,...,dag_stage] [--sections daily_run] [--sections ml]
+    python -m crm.bench [--customers 100000] [--sections generator,...,dag_stage] [--sections daily_run] [--sections backfill] [--sections ml]
 """
 
 from __future__ import annotations
@@ -104,6 +104,16 @@ def bench_daily_run(
     return measure(customers=daily_customers, work=work, days=daily_days, equivalence=equivalence)
 
 
+def bench_backfill(
+    customers: int, work: Path, daily_customers: int = 2000, backfill_days: int = 3
+) -> dict[str, Any]:
+    """Airflow's own backfill of the daily DAGs (the real scheduler, REST API) against the same
+    days run one at a time, content compared (crm.bench_backfill)."""
+    from crm.bench_backfill import bench_backfill as measure
+
+    return measure(customers=daily_customers, work=work, days=backfill_days)
+
+
 def bench_ml(customers: int, work: Path, ml_rows: str = "100000,1000000") -> dict[str, Any]:
     """The churn model's training time, scoring throughput and peak memory at scale, on the
     warehouse's training frame replicated to each size (crm.ml.bench)."""
@@ -121,13 +131,15 @@ SECTIONS = {
     "gates": bench_gates,
     "dag_stage": bench_dag_stage,
     "daily_run": bench_daily_run,
+    "backfill": bench_backfill,
     "ml": bench_ml,
 }
 
 
-# Sections run only when named: the end-to-end daily run (minutes per simulated day) and the
-# model at scale (reads the warehouse's labelled history).
-ON_REQUEST = ("daily_run", "ml")
+# Sections run only when named: the end-to-end daily run (minutes per simulated day), Airflow's
+# backfill of it (starts the real Airflow) and the model at scale (reads the warehouse's
+# labelled history).
+ON_REQUEST = ("daily_run", "backfill", "ml")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--daily-days", type=int, default=3, help="days of the end-to-end daily-run bench")
     parser.add_argument(
+        "--backfill-days", type=int, default=3, help="backfill: days (bank size: --daily-customers)"
+    )
+    parser.add_argument(
         "--no-equivalence",
         action="store_true",
         help="daily_run: skip the single-day runs compared with the range run (halves its time)",
@@ -194,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 "daily_days": args.daily_days,
                 "equivalence": not args.no_equivalence,
             },
+            "backfill": {"daily_customers": args.daily_customers, "backfill_days": args.backfill_days},
             "ingest_history": {
                 "history_customers": args.history_customers,
                 "history_days": args.history_days,

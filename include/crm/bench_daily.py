@@ -40,6 +40,7 @@ VOLATILE_COLUMNS = frozenset(
         "status_changed_at",
         "run_id",
         "pipeline_run_id",
+        "profiled_at",
         "dbt_updated_at",
         "dbt_valid_from",
         "dbt_valid_to",
