@@ -1,6 +1,6 @@
 """Churn in the sample bank is as hard to see coming as in a real bank (crm.generator.fate).
 
-A bank of 700 customers is simulated for 480 days in memory; the customers' own activity
+A bank of 1,000 customers is simulated for 480 days in memory; the customers' own activity
 is counted from the records the bank emits (mobile logins, online sessions, ATM events,
 branch tickets, card purchases and bill payments), and compared with the latent fate the
 generator drew (strength, window, quiet spells). No number here is hard-coded from a run:
@@ -21,7 +21,7 @@ from crm.generator.reference import load_reference
 
 START = dt.date(2026, 1, 1)
 DAYS = 480
-CUSTOMERS = 700
+CUSTOMERS = 1000
 SEED = 31
 OWN_TXN = ("card_purchase", "bill_payment")  # only ever the customer's own doing
 
@@ -108,7 +108,7 @@ def test_no_warning_share_and_their_activity_is_normal(sim):
     share = (a["strength"][churners] == 0).mean()
     sd = np.sqrt(fate.NO_WARNING_SHARE * (1 - fate.NO_WARNING_SHARE) / len(churners))
     assert abs(share - fate.NO_WARNING_SHARE) < 4 * sd, f"no-warning share {share:.1%} of {len(churners)}"
-    assert 0.2 <= share <= 0.35
+    assert 0.1 <= share <= 0.25
     # In the data: no-warning churners keep their activity to the end; strong ones do not.
     who = _churners_with_baseline(bank)
     none = who[a["strength"][who] == 0]

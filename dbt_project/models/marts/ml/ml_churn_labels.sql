@@ -17,7 +17,11 @@
 --     mean daily TRB of the snapshot's calendar month and the five months before it, and
 --     no customer-initiated activity in the window's last churn_inactive_days days.
 -- Only customers with an open account on the snapshot date can churn (prospects and those
--- already gone have nothing left to lose). A label exists once the window has fully elapsed
+-- already gone have nothing left to lose). A silent leaver is one who went quiet *in* the
+-- window: customer-initiated activity after the snapshot, then none in the window's last
+-- churn_inactive_days. One already quiet at the snapshot had left before it: counted again at
+-- every snapshot while the trailing TRB mean still remembered the money, such leavers made
+-- churn look easy to predict (out-of-time ROC AUC 0.94 on the sample bank). A label exists once the window has fully elapsed
 -- (horizon_end <= the run date, the last loaded business day); before that
 -- label_available is false and churned null.
 --
@@ -149,7 +153,15 @@ outcomes as (
                 active.customer_id = labelled.customer_id
                 and active.business_date > labelled.horizon_end - {{ var('churn_inactive_days') }}
                 and active.business_date <= labelled.horizon_end
-        ) as inactive
+        ) as inactive,
+        exists (
+            select 1
+            from customer_activity_days as active
+            where
+                active.customer_id = labelled.customer_id
+                and active.business_date > labelled.as_of_date
+                and active.business_date <= labelled.horizon_end - {{ var('churn_inactive_days') }}
+        ) as went_quiet_in_window
     from labelled
     left join accounts_open
         on labelled.customer_id = accounts_open.customer_id and labelled.as_of_date = accounts_open.as_of_date
@@ -165,7 +177,7 @@ reasons as (
         as_of_date,
         case
             when at_risk and all_accounts_closed then 'accounts_closed'
-            when at_risk and trb_dropped and inactive then 'silent_attrition'
+            when at_risk and went_quiet_in_window and trb_dropped and inactive then 'silent_attrition'
         end as churn_reason
     from outcomes
 ),
