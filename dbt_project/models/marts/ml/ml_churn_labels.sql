@@ -21,9 +21,9 @@
 -- window: customer-initiated activity after the snapshot, then none in the window's last
 -- churn_inactive_days. One already quiet at the snapshot had left before it: counted again at
 -- every snapshot while the trailing TRB mean still remembered the money, such leavers made
--- churn look easy to predict (out-of-time ROC AUC 0.94 on the sample bank). A label exists once the window has fully elapsed
--- (horizon_end <= the run date, the last loaded business day); before that
--- label_available is false and churned null.
+-- churn look easy to predict (out-of-time ROC AUC 0.94 on the sample bank). A label exists
+-- once the window has fully elapsed (horizon_end <= the run date, the last loaded business
+-- day); before that label_available is false and churned null.
 --
 -- Not for BI: the marts' default privileges let crm_bi_reader select every table there,
 -- so row level security with a policy for crm_ml only (the stage that trains on it) shows BI
@@ -154,7 +154,7 @@ outcomes as (
                 and active.business_date > labelled.horizon_end - {{ var('churn_inactive_days') }}
                 and active.business_date <= labelled.horizon_end
         ) as inactive,
-        exists (
+        exists(
             select 1
             from customer_activity_days as active
             where
