@@ -16,12 +16,10 @@ from __future__ import annotations
 import ast
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -31,25 +29,8 @@ from typing import Any
 import httpx
 import psycopg
 
-from crm.bench_daily import START, _pointed_at, content_checksums
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(predicate, seconds: float, what: str, every: float = 2.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if value := predicate():
-                return value
-        except (httpx.HTTPError, OSError, KeyError, ValueError, StopIteration):
-            pass
-        time.sleep(every)
-    raise TimeoutError(f"timed out after {seconds:.0f}s waiting for {what}")
+from crm.airflow_api import api_client, free_port, wait_for
+from crm.bench_daily import START, _pointed_at, content_checksums, equivalence
 
 
 def _start_airflow(home: Path, port: int) -> subprocess.Popen:
@@ -65,8 +46,8 @@ def _start_airflow(home: Path, port: int) -> subprocess.Popen:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos_cache"),
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
     }
     protect_password_file(env)
     with (home / "standalone.log").open("w") as out:  # the child keeps its own copy
@@ -84,16 +65,6 @@ def _stop(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):  # workers left behind in the group
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-
-
-def _client(base: str, home: Path) -> httpx.Client:
-    _wait(lambda: httpx.get(f"{base}/api/v2/monitor/health").status_code == 200, 600, "the API server", 5)
-    passwords = home / "simple_auth_manager_passwords.json.generated"
-    user, password = next(iter(_wait(lambda: json.loads(passwords.read_text()), 120, "the password").items()))
-    token = httpx.post(f"{base}/auth/token", json={"username": user, "password": password}).json()
-    return httpx.Client(
-        base_url=f"{base}/api/v2", headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=60
-    )
 
 
 def _runs(api: httpx.Client, dag_id: str) -> list[dict[str, Any]]:
@@ -116,12 +87,12 @@ def _backfill(dates: list[dt.date], home: Path, timeout: float) -> dict[str, Any
     from crm.dates import BANK_TZ
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per poll otherwise
-    port = _free_port()
+    port = free_port()
     proc = _start_airflow(home, port)
     out: dict[str, Any] = {"airflow_home": str(home)}
     try:
-        api = _client(f"http://127.0.0.1:{port}", home)
-        _wait(
+        api = api_client(f"http://127.0.0.1:{port}", home)
+        wait_for(
             lambda: {"crm_ingest", "crm_transform"} <= {d["dag_id"] for d in api.get("/dags").json()["dags"]},
             600,
             "the DAGs",
@@ -233,16 +204,5 @@ def bench_backfill(customers: int, work: Path, days: int = 3, timeout: float = 1
         for r in transform
         if len(r["events_named"]) > 1
     ]
-    differ = sorted(
-        name
-        for name in day_sums.keys() | backfill_sums.keys()
-        if day_sums.get(name) != backfill_sums.get(name)
-    )
-    report["equivalence"] = {
-        "relations_compared": len(day_sums),
-        "rows_compared": sum(count for count, _ in day_sums.values()),
-        "identical": not differ,
-        "differ": differ,
-        "rows": {n: [day_sums.get(n, (None,))[0], backfill_sums.get(n, (None,))[0]] for n in differ},
-    }
+    report["equivalence"] = equivalence(day_sums, backfill_sums)
     return report

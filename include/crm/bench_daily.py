@@ -198,15 +198,17 @@ def bench_daily_run(customers: int, work: Path, days: int = 3, equivalence: bool
                         return report
                 report["single_runs_s"] = round(time.perf_counter() - clock, 1)
             single_sums = content_checksums(single_url)
-    differ = sorted(
-        name
-        for name in range_sums.keys() | single_sums.keys()
-        if range_sums.get(name) != single_sums.get(name)
-    )
-    report["equivalence"] = {
-        "relations_compared": len(range_sums),
-        "rows_compared": sum(count for count, _ in range_sums.values()),
+    report["equivalence"] = equivalence(range_sums, single_sums)
+    return report
+
+
+def equivalence(first: dict[str, tuple[int, str]], second: dict[str, tuple[int, str]]) -> dict[str, Any]:
+    """Two warehouses' :func:`content_checksums` side by side: what differs, with row counts."""
+    differ = sorted(name for name in first.keys() | second.keys() if first.get(name) != second.get(name))
+    return {
+        "relations_compared": len(first),
+        "rows_compared": sum(count for count, _ in first.values()),
         "identical": not differ,
         "differ": differ,
+        "rows": {n: [first.get(n, (None,))[0], second.get(n, (None,))[0]] for n in differ},
     }
-    return report

@@ -7,44 +7,29 @@ on a free port (not 8080: the task runner must find the execution API there too)
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
-import time
 
-import httpx
 import pytest
 
+from crm.airflow_api import api_client, free_port, wait_for
 from crm.settings import get_settings
 
 from .bank import DAYS, START, load_days
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (httpx.HTTPError, OSError, KeyError, ValueError):
-            pass
-        time.sleep(2)
-    pytest.fail(f"timed out waiting for {what}")
+    try:
+        return wait_for(predicate, seconds, what)
+    except TimeoutError as err:
+        pytest.fail(str(err))
 
 
 def test_a_daily_run_triggered_through_the_rest_api_succeeds(built, db):
     day = START + dt_days(DAYS - 1)
     load_days(built, range(DAYS - 1, DAYS))
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "crm.cli", "airflow", "--port", str(port)],
         stdout=subprocess.DEVNULL,
@@ -54,17 +39,10 @@ def test_a_daily_run_triggered_through_the_rest_api_succeeds(built, db):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: httpx.get(f"{base}/api/v2/monitor/health").status_code == 200, 240, "the API server")
-        passwords = get_settings().airflow_home / "simple_auth_manager_passwords.json.generated"
-        user, password = next(
-            iter(_wait(lambda: json.loads(passwords.read_text()), 60, "the password").items())
-        )
-        token = httpx.post(f"{base}/auth/token", json={"username": user, "password": password}).json()[
-            "access_token"
-        ]
-        api = httpx.Client(
-            base_url=f"{base}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30
-        )
+        try:
+            api = api_client(base, get_settings().airflow_home, timeout=30)
+        except TimeoutError as err:
+            pytest.fail(str(err))
         dags = _wait(lambda: {d["dag_id"] for d in api.get("/dags").json()["dags"]}, 120, "the DAGs")
         assert {"crm_ingest", "crm_transform"} <= dags
         assert api.get("/importErrors").json()["total_entries"] == 0

@@ -291,7 +291,7 @@ def _run_raw(
     figures = definition.suite.meta["figures"]
     rows, seconds, passed = profile_day(conn, own, registry, figures, feeds, day)
     clock = time.perf_counter()
-    verdict = {_outcome(r).severity: _outcome(r) for r in definition.run(result_format="SUMMARY").results}
+    verdict = {o.severity: o for o in map(_outcome, definition.run(result_format="SUMMARY").results)}
     judged_s = (time.perf_counter() - clock) / max(len(feeds), 1)
     runs = []
     for feed in feeds:

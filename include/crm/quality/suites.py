@@ -299,6 +299,7 @@ def write_project(root: Path, registry: Registry | None = None) -> None:
     os.environ.setdefault(RESULTS_VARIABLE, str(get_settings().home / "gx"))
     import great_expectations as gx
 
+    registry = registry or load_registry()
     gx_dir = root / "gx"
     for generated in ("expectations", "validation_definitions", "checkpoints"):
         shutil.rmtree(gx_dir / generated, ignore_errors=True)
@@ -317,10 +318,7 @@ def write_project(root: Path, registry: Registry | None = None) -> None:
         gate, subject = name.split(".", 1)
         meta = {"gate": gate, "subject": subject}
         if name == "raw.profile":  # what each feed's profile measures, with its severity
-            meta["figures"] = {
-                f.name: [fig.meta() for fig in raw_figures(f)]
-                for f in (registry or load_registry()).load_order()
-            }
+            meta["figures"] = {f.name: [fig.meta() for fig in raw_figures(f)] for f in registry.load_order()}
         suite = context.suites.add(gx.ExpectationSuite(name=name, meta=meta))
         for check in checks:
             expectation = getattr(gx.expectations, check.expectation)(
