@@ -41,6 +41,8 @@ VOLATILE_COLUMNS = frozenset(
         "run_id",
         "pipeline_run_id",
         "profiled_at",
+        "measured_at",
+        "load_id",
         "dbt_updated_at",
         "dbt_valid_from",
         "dbt_valid_to",

@@ -25,7 +25,7 @@ DS_DAYS = 8
 DS_DAY = DS_START + dt.timedelta(days=DS_DAYS - 1)
 EXPECTED = {
     "volume_drop": ("raw", "raw.volume", "critical"),
-    "unit_shift": ("raw", "raw.median:{column}", "critical"),
+    "unit_shift": ("raw", "raw.scale:{column}", "critical"),
     "stale_repeat": ("raw", "raw.stale_repeat", "critical"),
     "null_spike": ("raw", "raw.null_rate:{column}", "warning"),
     "control_mismatch": ("recon", "recon.amounts", "critical"),

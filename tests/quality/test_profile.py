@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 
 from crm.quality.gate import run_gate
 from crm.settings import get_settings
@@ -82,3 +83,26 @@ def test_yesterdays_rows_in_another_order_are_a_stale_repeat(tmp_path, warehouse
     out = run_gate("raw", second, docs=False)
     failed = {(r.subject, o.check) for r in out.runs for o in r.failed}
     assert failed == {(FEED, "raw.stale_repeat")}, out.summary()
+
+
+def test_a_scale_is_the_geometric_mean_magnitude_and_the_roll_forward_sums_are_exact(
+    tmp_path, warehouse, db, monkeypatch
+):
+    bank(tmp_path, monkeypatch, 2, seed=5)
+    day = START + dt.timedelta(days=1)
+    assert run_gate("raw", day, docs=False).success
+    rows = db.execute(
+        "select ledger_balance, _load_id from raw.core_balances where _business_date = %s", (day,)
+    ).fetchall()
+    logs = [math.log(abs(v)) for v, _ in rows if v != 0]
+    scale = db.execute(
+        "select observed from dq.raw_profiles where business_date = %s and feed = %s"
+        " and check_name = 'raw.scale:ledger_balance'",
+        (day, FEED),
+    ).fetchone()[0]
+    assert math.isclose(scale, math.exp(sum(logs) / len(logs)), rel_tol=1e-5)
+    total, load_id = db.execute(
+        "select total, load_id from dq.day_totals where business_date = %s and feed = %s", (day, FEED)
+    ).fetchone()
+    assert total == sum(v for v, _ in rows), "to the cent, not a float"
+    assert load_id == max(load for _, load in rows)

@@ -198,7 +198,7 @@ that day and the day before carry no row or file faults (see `crm.generator.faul
 | `duplicate_delivery` | file | DUPLICATE_DELIVERY | tolerated | the original, plus the same bytes in `_redelivered/<feed>/<day>/<file>` (same name: names matter) |
 | `late_partition` | file | LATE_PARTITION | tolerated | the day's folder in `_held/<feed>/<day>/`; missing when its day runs, then `deliver_late(landing)` moves it into place (a reprocess of that day) |
 | `volume_drop` | dataset | raw.volume | flagged | a channel file keeps its first 40 % of rows (gate raw, critical) |
-| `unit_shift` | dataset | raw.median:<column> | flagged | a money column × 100 in one channel file, within its min/max (gate raw, critical) |
+| `unit_shift` | dataset | raw.scale:<column> | flagged | a money column × 100 in one channel file, within its min/max (gate raw, critical) |
 | `stale_repeat` | dataset | raw.stale_repeat | flagged | the day before's file delivered again under this day (gate raw, critical) |
 | `null_spike` | dataset | raw.null_rate:<column> | flagged | an optional, usually filled column ~90 % empty in one file (gate raw, warning) |
 | `control_mismatch` | dataset | recon.amounts | flagged | a control record's sum for one currency 100.00 above the file's (gate recon, critical) |

@@ -93,18 +93,19 @@ class Feed(BaseModel):
     # Files under bad_share_min_rows lines are refused only when no line is good.
     max_bad_share: float = Field(default=0.05, ge=0, le=1)
     bad_share_min_rows: int = Field(default=100, ge=0)
-    # The feed's main amount columns: the raw quality gate judges each day's
-    # median against the feed's own history (a unit shift, a currency mix-up).
-    medians: tuple[str, ...] = ()
+    # The feed's main amount columns: the raw quality gate judges each day's typical
+    # magnitude (geometric mean of the non-zero |values|) against the feed's own history
+    # (a unit shift, a currency mix-up).
+    scales: tuple[str, ...] = ()
     # Money columns summed per currency in the control record the source sends with the file.
     control: Control | None = None
 
     @model_validator(mode="after")
     def _keys_are_columns(self) -> Feed:
         names = {c.name for c in self.columns}
-        unknown = [k for k in (*self.key, *self.pii, *self.medians) if k not in names]
+        unknown = [k for k in (*self.key, *self.pii, *self.scales) if k not in names]
         if unknown:
-            raise ValueError(f"feed {self.name}: key/pii/medians columns {unknown} are not declared columns")
+            raise ValueError(f"feed {self.name}: key/pii/scales columns {unknown} are not declared columns")
         if self.control is not None:
             bad = [c for c in (*self.control.amounts, self.control.currency) if c not in names]
             if bad:

@@ -269,7 +269,7 @@ def _money_columns(feed: Feed) -> list[Column]:
 
 def _shiftable(feed: Feed, table: _Table) -> str | None:
     """A money column whose values, times 100, stay within the registry's bounds and
-    whose median moves (not mostly zero)."""
+    whose typical magnitude moves (not mostly zero)."""
     for col in _money_columns(feed):
         pos = table.header.index(col.name)
         values = sorted(Decimal(r[pos]) for r in table.records if PLAIN_DECIMAL.match(r[pos]))

@@ -46,7 +46,7 @@ FAULT_KINDS: dict[str, FaultKind] = {
     "duplicate_delivery": FaultKind("file", "DUPLICATE_DELIVERY", "tolerated"),
     "late_partition": FaultKind("file", "LATE_PARTITION", "tolerated"),
     "volume_drop": FaultKind("dataset", "raw.volume", "flagged", gate="raw", severity="critical"),
-    "unit_shift": FaultKind("dataset", "raw.median:<column>", "flagged", gate="raw", severity="critical"),
+    "unit_shift": FaultKind("dataset", "raw.scale:<column>", "flagged", gate="raw", severity="critical"),
     "stale_repeat": FaultKind("dataset", "raw.stale_repeat", "flagged", gate="raw", severity="critical"),
     "null_spike": FaultKind("dataset", "raw.null_rate:<column>", "flagged", gate="raw", severity="warning"),
     "control_mismatch": FaultKind("dataset", "recon.amounts", "flagged", gate="recon", severity="critical"),

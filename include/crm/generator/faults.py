@@ -18,7 +18,7 @@ Three levels:
   kind                      gate    check                             severity  details
   ========================  ======  ================================  ========  ==============================
   ``volume_drop``           raw     raw.volume                        critical  rows_before, rows_after
-  ``unit_shift``            raw     raw.median:<column>               critical  column, factor (100)
+  ``unit_shift``            raw     raw.scale:<column>                critical  column, factor (100)
   ``stale_repeat``          raw     raw.stale_repeat                  critical  repeated_from (the day copied)
   ``null_spike``            raw     raw.null_rate:<column>            warning   column, null_share_before/after
   ``control_mismatch``      recon   recon.amounts                     critical  column, currency, control_sum,

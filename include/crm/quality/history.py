@@ -1,6 +1,6 @@
 """Today's bounds from a feed's own past: a robust band around the trailing 28 days.
 
-A volume, a null rate, a median: each is judged against the same figure on the feed's
+A volume, a null rate, a scale: each is judged against the same figure on the feed's
 last ``WINDOW`` loaded days, as ``median +/- max(K_MAD x 1.4826 x MAD, REL x |median|,
 floor)``. A young feed (fewer than ``WARM_UP`` days) is not judged yet: its bounds are the
 widest the expectation allows, and the result says so (``expected.warm_up``).
@@ -8,8 +8,8 @@ widest the expectation allows, and the result says so (``expected.warm_up``).
 Volume comes from ``audit.load_log`` (every loaded day has it, gates or not); the other
 figures from the gate's own earlier observations in ``dq.expectation_results`` (the median
 and MAD shrug off the odd bad day; a lasting change of level becomes the new normal after
-a few days instead of failing every day after it). A median is judged as a ratio (within a
-factor of its history), so a unit shift stands out on any scale.
+a few days instead of failing every day after it). A scale (typical magnitude) is judged as
+a ratio (within a factor of its history), so a unit shift stands out on any scale.
 """
 
 from __future__ import annotations
@@ -36,16 +36,16 @@ WIDEST = (-1e18, 1e18)
 # day (binomial noise of a 50-row file is +/-0.14), so only a drop of 0.3 or more counts.
 ONE_SIDED = {"non_null_share"}
 PROPORTION_FLOOR = 0.3
-# A median (amount, balance, cost) moves by chance within a factor of RATIO_FLOOR at least,
+# A scale (amount, balance, cost) moves by chance within a factor of RATIO_FLOOR at least,
 # more where its history says so; a unit shift (x100) leaves that band on any scale.
-RATIO = {"median"}
+RATIO = {"scale"}
 RATIO_FLOOR = 3.0
-# A median or a rate of a handful of rows is chance (a day of 5 campaign contacts mixes
-# 0.02 push messages with 60.00 RM visits: its median jumps 100x between days): a value
+# A scale or a rate of a handful of rows is chance (a day of 5 campaign contacts mixes
+# 0.02 push messages with 60.00 RM visits: its scale jumps 10x between days): a value
 # figure is judged, and kept as history, only on a day with at least MIN_SAMPLE rows. The
 # volume is judged on every day. (The fault injector picks feeds a gate can judge.)
 MIN_SAMPLE = 20
-K_RATIO = 3.0  # robust deviations of log(median): a noisy small feed still sees x100
+K_RATIO = 3.0  # robust deviations of log(scale): a noisy small feed still sees x100
 
 
 def band(values: list[float], kind: str) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def band(values: list[float], kind: str) -> dict[str, Any]:
             return {
                 "min": low,
                 "max": high,
-                "not_judged": "a median of 0 or less in its history",
+                "not_judged": "a scale of 0 or less in its history",
                 "days": len(values),
             }
         logs = [math.log(v) for v in values]

@@ -5,7 +5,7 @@ and dbt_project.yml give, as for feeds.md. Each expectation carries its own ``ch
 (what the fault ledger and ``dq.expectation_results`` call it) and ``severity`` in its
 meta: the gate reads severity there, never in code.
 
-The raw gate's figures (``raw_figures``: volume, distinct keys, non-null shares, medians,
+The raw gate's figures (``raw_figures``: volume, distinct owners, non-null shares, scales,
 freshness, repeats) are listed per feed in the meta of the one suite ``raw.profile``, with
 their severity; ``crm.quality.profile`` measures them in one SQL pass per feed and bands
 them against the feed's own past, and the suite's expectations judge the resulting
@@ -55,9 +55,9 @@ class Check:
 class Figure:
     """One figure of a feed's day that the raw gate measures and judges (crm.quality.profile)."""
 
-    name: str  # the check name results and the fault ledger use: raw.volume, raw.median:amount
+    name: str  # the check name results and the fault ledger use: raw.volume, raw.scale:amount
     severity: str
-    kind: str  # row_count, distinct_count, non_null_share, median, freshness_lag_days, stale_repeat
+    kind: str  # row_count, distinct_count, non_null_share, scale, freshness_lag_days, stale_repeat
     column: str | None = None
     history: str | None = None  # "rows" (audit.load_log) or "observed" (earlier results): a band
 
@@ -68,15 +68,16 @@ class Figure:
 def raw_figures(feed: Feed) -> list[Figure]:
     """The raw gate of one feed: volume, completeness, distribution, freshness, repeats."""
     figures = [Figure("raw.volume", "critical", "row_count", history="rows")]
-    key = feed.key[0]
-    figures.append(Figure(f"raw.distinct:{key}", "warning", "distinct_count", key, "observed"))
+    # how many customers (accounts) the day's rows belong to: its first reference, else its key
+    owner = next((c.name for c in feed.columns if c.references), feed.key[0])
+    figures.append(Figure(f"raw.distinct:{owner}", "warning", "distinct_count", owner, "observed"))
     figures += [
         Figure(f"raw.null_rate:{c.name}", "warning", "non_null_share", c.name, "observed")
         for c in feed.columns
         if not c.required and c.name not in feed.pii
     ]
-    # the registry's main amounts: a unit shift moves the median
-    figures += [Figure(f"raw.median:{c}", "critical", "median", c, "observed") for c in feed.medians]
+    # the registry's main amounts: a unit shift moves their typical magnitude
+    figures += [Figure(f"raw.scale:{c}", "critical", "scale", c, "observed") for c in feed.scales]
     if any(c.not_future and c.type in ("date", "timestamp", "timestamptz") for c in feed.columns):
         figures.append(Figure("raw.freshness", "warning", "freshness_lag_days"))
     figures.append(Figure("raw.stale_repeat", "critical", "stale_repeat"))
@@ -99,7 +100,7 @@ def raw_checks() -> list[Check]:
                     f" where severity = '{severity}' and not passed order by feed, check_name"
                 ),
                 "description": f"every {severity} figure of the day's feeds is within its band"
-                " (volume, distinct keys, non-null shares, medians, freshness, not a repeat)",
+                " (volume, distinct owners, non-null shares, scales, freshness, not a repeat)",
             },
         )
         for severity in ("critical", "warning")
@@ -292,7 +293,60 @@ def day_query(schema: str, table: str) -> str:
 
 def write_project(root: Path, registry: Registry | None = None) -> None:
     """(Re)write the GX project under ``root`` (expectations/): datasource, assets, suites,
-    validation definitions. The connection string stays a ``${...}`` reference."""
+    validation definitions. The connection string stays a ``${...}`` reference.
+
+    The project is written in a copy and swapped in whole at the end: a failure on the way
+    (GX checks each table against the warehouse) leaves the committed project as it was.
+    GX's random ids are replaced by ids derived from names (``_stable_ids``), so the diff
+    to review shows only what changed."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gx-", dir=root) as scratch:
+        draft = Path(scratch)
+        shutil.copytree(root / "gx", draft / "gx")
+        _write(draft, registry)
+        _stable_ids(draft / "gx")
+        old = Path(scratch) / "old"
+        (root / "gx").rename(old)
+        (draft / "gx").rename(root / "gx")
+
+
+def _stable_ids(gx_dir: Path) -> None:
+    """Give each datasource, asset, batch definition, suite, expectation and validation
+    definition a UUID derived from its name (uuid5), in every file that names it."""
+    import json
+    import uuid
+
+    def stable(*names: str) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, "crm-gx:" + "/".join(names)))
+
+    ids: dict[str, str] = {}
+    config = yaml.safe_load((gx_dir / "great_expectations.yml").read_text())
+    for source_name, source in (config.get("fluent_datasources") or {}).items():
+        ids[source["id"]] = stable("datasource", source_name)
+        for asset_name, asset in (source.get("assets") or {}).items():
+            ids[asset["id"]] = stable("asset", asset_name)
+            for batch_name, batch in (asset.get("batch_definitions") or {}).items():
+                ids[batch["id"]] = stable("asset", asset_name, batch_name)
+    for path in sorted((gx_dir / "expectations").rglob("*.json")):
+        suite = json.loads(path.read_text())
+        ids[suite["id"]] = stable("suite", suite["name"])
+        for e in suite["expectations"]:
+            ids[e["id"]] = stable("suite", suite["name"], e["type"], e.get("meta", {}).get("check", ""))
+    for path in sorted((gx_dir / "validation_definitions").glob("*.json")):
+        definition = json.loads(path.read_text())
+        ids[definition["id"]] = stable("validation", definition["name"])
+    if len(set(ids.values())) != len(ids):
+        raise ValueError("two GX objects of the same name: their ids would collide")
+    files = ["great_expectations.yml", "expectations/**/*.json", "validation_definitions/*.json"]
+    for path in (p for pattern in files for p in gx_dir.glob(pattern)):
+        text = path.read_text()
+        for old, new in ids.items():
+            text = text.replace(old, new)
+        path.write_text(text)
+
+
+def _write(root: Path, registry: Registry | None) -> None:
     from crm.settings import get_settings
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")

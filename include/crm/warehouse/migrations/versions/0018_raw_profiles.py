@@ -1,7 +1,7 @@
 """The raw gate's day profile: one row per figure of a feed's business day.
 
 The raw gate measures each feed's day in one SQL pass (volume, distinct keys, non-null
-shares, medians, freshness, a content fingerprint; ``crm.quality.profile``), writes the
+shares, scales, freshness, a content fingerprint; ``crm.quality.profile``), writes the
 figures here with the band each is judged against, and Great Expectations judges this
 table (suite ``raw.profile``). ``passed`` is defined once, here, for both the per-figure
 results in ``dq.expectation_results`` and the GX expectations. Figures only: no row of a
@@ -27,8 +27,8 @@ def upgrade() -> None:
 create table dq.raw_profiles (
     business_date date not null,
     feed text not null,
-    check_name text not null,            -- raw.volume, raw.median:amount, raw.stale_repeat, ...
-    kind text not null,                  -- what the figure is: row_count, median, non_null_share, ...
+    check_name text not null,            -- raw.volume, raw.scale:amount, raw.stale_repeat, ...
+    kind text not null,                  -- what the figure is: row_count, scale, non_null_share, ...
     column_name text,
     severity text not null check (severity in ('critical', 'warning')),
     observed double precision,           -- null: nothing to judge (an empty or thin day)
