@@ -112,24 +112,27 @@ def crm_transform() -> None:
 
         from crm.dates import business_day
         from crm.transform import plan_build
-        from crm.transform.asset_days import build_and_queue
+        from crm.transform.asset_days import build_and_queue, triggering_extras
 
         if context["params"].get("business_day"):  # asked for in the trigger form
             return plan_build(dt.date.fromisoformat(context["params"]["business_day"]))
-        events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
-        day, queued = build_and_queue(e.extra for e in events)
+        day, queued = build_and_queue(triggering_extras(context))
         if day:  # the earliest day named; pass_on hands the others to the next run
             return {**plan_build(dt.date.fromisoformat(day)), "queued_days": queued}
         return plan_build(business_day(context) if context.get("logical_date") else None)
 
     @task(outlets=[Asset(RAW_DAY_PASSED)])
-    def pass_on(plan: dict, **context) -> list[str]:
-        """The days queued behind this run's, as one raw_day_passed event for the next run."""
+    def pass_on(**context) -> list[str]:
+        """The days queued behind this run's, as one raw_day_passed event for the next run.
+        Read from the run's own events, not from plan_run: a run that fails (its plan, its
+        build, its gate) still hands the later days on; the next run starts when this one ends."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from crm.transform.asset_days import next_event
+        from crm.transform.asset_days import build_and_queue, next_event, triggering_extras
 
-        queued = plan.get("queued_days") or []
+        queued = (
+            [] if context["params"].get("business_day") else build_and_queue(triggering_extras(context))[1]
+        )
         if not queued:
             raise AirflowSkipException("no other day queued behind this one")
         context["outlet_events"][Asset(RAW_DAY_PASSED)].extra = next_event(queued)
@@ -224,7 +227,7 @@ def crm_transform() -> None:
         return {"model_version": result.model_version, "rows": result.rows, "message": result.message}
 
     plan = plan_run()
-    pass_on(plan)
+    pass_on()
     built = plan >> dbt_build(DBT_ENV) >> score_churn(DBT_ENV)
     passed = built >> gate_mart(DBT_ENV)
     passed >> mark_reprocessed(LAST_REQUEST_ID, DBT_ENV)

@@ -220,10 +220,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}: {json.dumps(report[name], indent=1)}")
     report["peak_rss_mib_bench_process"] = round(peak_rss_mib())
     out = settings.home / "bench" / "results.json"
-    out.write_text(json.dumps(report, indent=2))
+    out.write_text(json.dumps(merged(out, report), indent=2))
     shutil.rmtree(work, ignore_errors=True)
     print(f"results written to {out}")
     return 0
+
+
+def merged(path: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """``report`` over the sections an earlier run left in ``path``: a run of one section
+    replaces that section's figures and keeps the others, each with the time it was taken."""
+    sections = {k: v for k, v in report.items() if isinstance(v, dict) and k != "machine"}
+    for figures in sections.values():
+        figures.setdefault("when", report["when"])
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    kept = {k: v for k, v in earlier.items() if isinstance(v, dict) and k != "machine" and k not in sections}
+    for figures in kept.values():
+        figures.setdefault("when", earlier.get("when"))
+    return {**kept, **report}
 
 
 if __name__ == "__main__":

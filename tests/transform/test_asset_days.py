@@ -60,5 +60,23 @@ def test_crm_transform_passes_the_queue_on_through_its_own_asset():
     )
     dag = DagBag(dag_folder=DAGS / "crm_transform.py", **options).dags["crm_transform"]
     task = dag.get_task("pass_on")
-    assert task.upstream_task_ids == {"plan_run"}
+    assert task.upstream_task_ids == set(), "a failed plan_run must not lose the days queued behind it"
     assert [o.uri for o in task.outlets] == [RAW_DAY_PASSED]
+
+
+def test_a_run_reads_the_days_of_every_event_that_triggered_it():
+    from types import SimpleNamespace
+
+    from crm.transform.asset_days import triggering_extras
+
+    context = {
+        "triggering_asset_events": {
+            RAW_DAY_PASSED: [
+                SimpleNamespace(extra={"business_day": "2026-01-03"}),
+                SimpleNamespace(extra={"business_day": "2026-01-02", "pending": ["2026-01-04"]}),
+                SimpleNamespace(extra=None),
+            ]
+        }
+    }
+    assert build_and_queue(triggering_extras(context)) == ("2026-01-02", ["2026-01-03", "2026-01-04"])
+    assert triggering_extras({}) == []

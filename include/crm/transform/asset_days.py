@@ -8,12 +8,20 @@ skip each day's gate, scores, publication and the snapshots in between. So a run
 earliest day named and passes the rest on: its task ``pass_on`` emits one ``raw_day_passed``
 event naming the next day, the later ones in ``pending``; the next run does the same. Each
 day is built by a run of its own, in order, as if the days had arrived one by one.
+``pass_on`` reads the run's events itself rather than ``plan_run``'s plan, so a run that fails
+still hands the later days on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+
+def triggering_extras(context: Mapping[str, Any]) -> list[Mapping[str, Any] | None]:
+    """The extras of every asset event that triggered the run (an Airflow task context)."""
+    events = context.get("triggering_asset_events") or {}
+    return [e.extra for evs in events.values() for e in evs]
 
 
 def days_named(extras: Iterable[Mapping[str, Any] | None]) -> list[str]:
