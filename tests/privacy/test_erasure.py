@@ -188,6 +188,13 @@ def erased(pg_server, crm_home) -> Iterator[dict]:
                     "select private.pseudonym(%s)", (personal["national_id"],)
                 ).fetchone()[0],
             }
+            accounts = [
+                r[0]
+                for r in owner.execute(
+                    "select distinct account_id from raw.core_accounts where customer_id = %s order by 1",
+                    (customer_id,),
+                )
+            ]
         wanted = needles(personal, pseudonyms)
         before_db = scan_database(_superuser(pg_server, name), wanted)
         before_files = scan_files(crm_home, wanted)
@@ -200,6 +207,7 @@ def erased(pg_server, crm_home) -> Iterator[dict]:
         # it after the erasure; the next erase run would clean it).
         files_after = scan_files(crm_home, wanted)
         later = _deliver_later(landing, url, customer_id)
+        later_txns = _deliver_later_transactions(landing, url, accounts[0])
         yield {
             "url": url,
             "admin": _superuser(pg_server, name),
@@ -210,6 +218,7 @@ def erased(pg_server, crm_home) -> Iterator[dict]:
             "first": first,
             "second": second,
             "later": later,
+            "later_txns": later_txns,
             "files_after": files_after,
             "seconds": seconds,
         }
@@ -252,6 +261,32 @@ def _deliver_later(landing: Path, url: str, customer_id: str) -> dict:
             (LATER, customer_id),
         ).fetchone()[0]
     return {"result": result, "quarantined": quarantined, "logged": logged, "loaded": loaded}
+
+
+def _deliver_later_transactions(landing: Path, url: str, account_id: str) -> dict:
+    """The same new day's transactions: one on the erased customer's account beside another
+    customer's, with the source's control record (it totals both), loaded and reconciled."""
+    from crm.quality.recon import reconcile
+
+    feed = REG.feed("core_transactions")
+    template = (landing / feed.name / LAST.isoformat() / feed.file).read_text(encoding="utf-8").splitlines()
+    header, rows = template[0].split(","), [line.split(",") for line in template[1:3]]
+    for i, row in enumerate(rows):
+        row[header.index("txn_id")] = f"T9999999999999{i}"
+    rows[0][header.index("account_id")] = account_id
+    path = landing / feed.name / LATER.isoformat() / feed.file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([template[0], *(",".join(r) for r in rows)]) + "\n", encoding="utf-8")
+    write_control(feed, path)
+    with psycopg.connect(role_url("crm_loader", base_url=url)) as loader:
+        result = load_file(loader, feed, LATER, path)
+        breaks = reconcile(loader, LATER, landing)
+        loader.commit()
+        kept = loader.execute(
+            "select raw_line from quarantine.core_transactions where _business_date = %s", (LATER,)
+        ).fetchall()
+    amount = rows[0][header.index("amount")]
+    return {"result": result, "breaks": breaks, "kept": kept, "amount": amount, "account_id": account_id}
 
 
 def test_the_customer_was_everywhere_before(erased):
@@ -360,3 +395,15 @@ def test_the_cli_refuses_a_bad_id_or_a_reason_quoting_it_without_echoing_them(wa
     out = runner.invoke(app, ["erase", "--customer", "C000999999", "--reason", "REQ-1"])
     assert out.exit_code == 0, out.output
     assert "C000999999" not in out.output and "Erased (audit row 1)" in out.output
+
+
+def test_a_later_money_line_of_the_customer_still_reconciles_to_the_cent(erased):
+    """The source keeps sending the customer's transactions (it must keep its own records):
+    quarantined as ERASED_SUBJECT with only the amount and currency its control record
+    totals, so the day reconciles, and nothing else of the line is kept."""
+    later = erased["later_txns"]
+    assert later["result"].reasons == {"ERASED_SUBJECT": 1}
+    assert [b for b in later["breaks"] if b.feed == "core_transactions"] == []
+    ((line,),) = later["kept"]
+    assert later["amount"] in line and later["account_id"] not in line
+    assert sum(1 for field in line.split(",") if field) == 2, "amount and currency, nothing else"

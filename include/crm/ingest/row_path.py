@@ -208,12 +208,15 @@ def _quarantine(attempt: Attempt, quarantined: list[Quarantined]) -> None:
     ).fetchall()
     if bad_rows:
         wanted = {r[0]: r for r in bad_rows}
+        header = None
         for lineno, text in decoded_lines(feed, attempt.path, facts):
+            if lineno == 1 and feed.format == "csv":
+                header = text
             row = wanted.get(lineno)
             if row:
                 _, reason, column = row
                 if reason == RowReason.ERASED_SUBJECT:
-                    text = ""  # the line is the erased person's data: counted, never kept
+                    text = control_fields_only(feed, header, text)
                 quarantined.append(Quarantined(lineno, reason, column, _detail(feed, reason, column), text))
     with conn.cursor().copy(
         sql.SQL(
@@ -238,6 +241,39 @@ def _quarantine(attempt: Attempt, quarantined: list[Quarantined]) -> None:
             )
 
 
+def control_fields_only(feed: Feed, header: str | None, line: str) -> str:
+    """An erased subject's line as it may be kept: the amounts and currency the source's
+    control record totals (registry ``control``), every other field empty; nothing for a feed
+    without a control block or a line that does not parse. The person's data is never kept,
+    and the day still reconciles to the control record to the cent: an amount and a currency
+    with no id are nobody's."""
+    import csv
+    import io
+    import json
+
+    if feed.control is None:
+        return ""
+    kept = {*feed.control.amounts, feed.control.currency}
+    if feed.format == "jsonl":
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            return ""
+        return json.dumps({k: v for k, v in doc.items() if k in kept}) if isinstance(doc, dict) else ""
+    if header is None:
+        return ""
+    dialect = {"delimiter": feed.delimiter, "quotechar": feed.quotechar}
+    names = next(csv.reader([header.lstrip("\ufeff")], **dialect))
+    fields = next(csv.reader([line], **dialect), [])
+    if len(fields) != len(names):
+        return ""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="", **dialect).writerow(
+        [v if n in kept else "" for n, v in zip(names, fields, strict=True)]
+    )
+    return out.getvalue()
+
+
 def _detail(feed: Feed, reason: str, column: str) -> str:
     if not column:
         return reason
@@ -251,6 +287,6 @@ def _detail(feed: Feed, reason: str, column: str) -> str:
         "FUTURE_DATE": "is after the business day",
         "UNKNOWN_REFERENCE": f"is not a known {col.references}",
         "DUPLICATE_KEY": f"repeats key ({', '.join(feed.key)}) of an earlier line",
-        "ERASED_SUBJECT": "names a customer or account erased on request (line text not kept)",
+        "ERASED_SUBJECT": "names a customer or account erased on request (line text not kept, only its control amounts)",
     }.get(reason, reason)
     return f"column '{column}' {rule}"

@@ -8,7 +8,7 @@ results, the landing files and everything else under the CRM home (``erase_db``,
 Afterwards the clear id is stored nowhere: ``audit.erasures`` (who, when, why, counts) and
 the block list ``audit.erased_subjects`` name the customer and their accounts only by
 ``private.pseudonym(id)``; the loader quarantines a later row naming one as ERASED_SUBJECT,
-without its text. Output and logs carry counts only. Erasing again finds nothing and says so.
+without its text (only the amounts and currency its control record totals). Output and logs carry counts only. Erasing again finds nothing and says so.
 
 Order: the owner's tables (raw first, so no build can bring the customer back) with the
 block list and audit row in one transaction; then each other owner's relations as that
