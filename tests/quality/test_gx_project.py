@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from crm.quality.suites import URL_VARIABLE, _stable_ids, write_project
+from crm.quality.project import _stable_ids, write_project
+from crm.quality.suites import URL_VARIABLE
 from crm.settings import get_settings
 
 

@@ -63,7 +63,8 @@ def suites_cmd() -> None:
     with the marts built: GX checks each table exists). Review and commit the diff."""
     import os
 
-    from crm.quality.suites import URL_VARIABLE, write_project
+    from crm.quality.project import write_project
+    from crm.quality.suites import URL_VARIABLE
     from crm.settings import get_settings
     from crm.warehouse import role_url
 
