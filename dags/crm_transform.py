@@ -245,6 +245,7 @@ def crm_transform() -> None:
             dt.date.fromisoformat(env["CRM_RUN_DATE"]),
             run_id=context["run_id"],
             conninfo=Connection.get(LOADER_CONN_ID).get_uri(),
+            history_conninfo=Connection.get(CONN_ID).get_uri(),
         )
         return {layer: r.as_json() for layer, r in result.layers.items()}
 

@@ -322,8 +322,8 @@ def format_summary(record: RunRecord) -> str:
         for layer, r in record.retention.items():
             if layer == "raw":
                 kept.append(f"raw {r['partitions_dropped']} partitions / {r['rows_deleted']:,} rows")
-            elif layer == "quarantine":
-                kept.append(f"quarantine {r['rows_deleted']:,} rows")
+            elif layer in ("quarantine", "history"):
+                kept.append(f"{layer} {r['rows_deleted']:,} rows")
             else:
                 kept.append(f"{layer} {r['files_deleted']} files")
         lines.append("  retained " + "; ".join(kept) + " deleted")

@@ -20,6 +20,13 @@ POLICY = {"RAW": "300", "QUARANTINE": "10", "LANDING": "5", "LOG": "3"}
 RAW_OLD = [dt.date(2025, 12, 30), dt.date(2026, 1, 1)]  # cutoff DAY - 300 = 2026-01-02
 RAW_KEPT = [dt.date(2026, 1, 2), dt.date(2026, 10, 28), DAY]
 Q_OLD, Q_KEPT = [dt.date(2026, 10, 1), dt.date(2026, 10, 18)], [dt.date(2026, 10, 19), DAY]
+# The transformer's history (raw's cutoff 2026-01-02): a day-grained mart, an SCD2 snapshot,
+# and a table it does not own (the owner's: left alone).
+HISTORY = [
+    ("marts", "fct_kept_days", "business_date"),
+    ("snapshots", "people_snapshot", "dbt_valid_to"),
+    ("marts", "not_the_transformers", "business_date"),
+]
 
 
 def raw_day(db, feed: str, day: dt.date, rows: int) -> str:
@@ -78,6 +85,24 @@ def bank(warehouse, db, tmp_path, monkeypatch):
     db.execute("create table raw.notes_p20200101 (_business_date date)")
     db.execute("create table quarantine.stray (_business_date date)")
     db.execute("insert into quarantine.stray values ('2020-01-01')")
+    from crm.warehouse import role_url
+
+    with psycopg.connect(role_url("crm_transformer", get_settings()), autocommit=True) as dbt:
+        dbt.execute("create table marts.fct_kept_days (business_date date, customer_id text)")
+        dbt.execute(
+            "insert into marts.fct_kept_days values ('2025-12-30', 'a'), ('2026-01-01', 'b'),"
+            " ('2026-01-02', 'c'), (%s, 'd')",
+            (DAY,),
+        )
+        dbt.execute(
+            "create table snapshots.people_snapshot (customer_id text, city text, dbt_valid_to timestamp)"
+        )
+        dbt.execute(
+            "insert into snapshots.people_snapshot values ('a', 'old city', '2025-12-31 09:00'),"
+            " ('a', 'new city', null), ('b', 'city', '2026-06-01 00:00')"
+        )
+    db.execute("create table marts.not_the_transformers (business_date date)")
+    db.execute("insert into marts.not_the_transformers values ('2020-01-01')")
 
     landing = tmp_path / "landing"
     aged(landing / "fx_rates" / "2026-10-23" / "fx_rates.csv", dt.datetime.now())  # cutoff 10-24
@@ -101,18 +126,19 @@ def test_retention_deletes_exactly_what_is_older_than_each_cutoff_and_records_it
     from crm.pipeline_run import format_summary, record_run
     from crm.privacy.retention import apply_retention
 
-    dry = apply_retention(DAY, dry_run=True, run_id=RUN)
+    dry = apply_retention(DAY, dry_run=True, run_id=RUN, history=HISTORY)
     assert all(exists(db, f"raw.fx_rates_p{d:%Y%m%d}") for d in RAW_OLD), "a dry run deletes nothing"
     assert all(p.exists() for p in bank["old_logs"])
     assert db.execute("select count(*) from audit.retention_runs").fetchone()[0] == 0
 
-    result = apply_retention(DAY, run_id=RUN)
+    result = apply_retention(DAY, run_id=RUN, history=HISTORY)
 
     raw, quarantine = result.layers["raw"], result.layers["quarantine"]
     assert (raw.cutoff, quarantine.cutoff) == (dt.date(2026, 1, 2), dt.date(2026, 10, 19))
     assert (raw.partitions, raw.rows) == (2, 2 + 3)
     assert quarantine.rows == 1 + 2
     assert result.layers["landing"].files == 3 and result.layers["logs"].files == 2
+    assert (result.layers["history"].cutoff, result.layers["history"].rows) == (raw.cutoff, 2 + 1)
     assert {k: (v.partitions, v.rows, v.files) for k, v in dry.layers.items()} == {
         k: (v.partitions, v.rows, v.files) for k, v in result.layers.items()
     }, "the dry run counted what the run deleted"
@@ -132,6 +158,11 @@ def test_retention_deletes_exactly_what_is_older_than_each_cutoff_and_records_it
     assert not any(p.exists() for p in bank["old_logs"]) and all(p.exists() for p in bank["new_logs"])
     assert not (bank["logs"] / "dbt").exists(), "folders left empty are removed"
     assert db.execute("select count(*) from audit.load_log").fetchone()[0] == 1, "the ledger stays"
+    kept_days = db.execute("select business_date from marts.fct_kept_days order by 1").fetchall()
+    assert kept_days == [(dt.date(2026, 1, 2),), (DAY,)], "the mart keeps what raw keeps"
+    versions = db.execute("select customer_id, city from snapshots.people_snapshot order by 1, 2").fetchall()
+    assert versions == [("a", "new city"), ("b", "city")], "a version ended before the cutoff is gone"
+    assert db.execute("select count(*) from marts.not_the_transformers").fetchone()[0] == 1
 
     recorded = db.execute(
         "select layer, cutoff, partitions_dropped, rows_deleted, files_deleted, applied_by"
@@ -139,6 +170,7 @@ def test_retention_deletes_exactly_what_is_older_than_each_cutoff_and_records_it
         (RUN,),
     ).fetchall()
     assert recorded == [
+        ("history", dt.date(2026, 1, 2), 0, 3, 0, "crm_transformer"),
         ("landing", dt.date(2026, 10, 24), 0, 0, 3, "crm_loader"),
         ("logs", dt.date(2026, 10, 26), 0, 0, 2, "crm_loader"),
         ("quarantine", dt.date(2026, 10, 19), 0, 3, 0, "crm_loader"),
@@ -157,8 +189,8 @@ def test_retention_deletes_exactly_what_is_older_than_each_cutoff_and_records_it
     assert stored["landing"]["files_deleted"] == 3 and stored["quarantine"]["rows_deleted"] == 3
     assert "raw 2 partitions / 5 rows" in format_summary(record)
 
-    again = apply_retention(DAY, run_id="second")
-    assert [(r.partitions, r.rows, r.files) for r in again.layers.values()] == [(0, 0, 0)] * 4
+    again = apply_retention(DAY, run_id="second", history=HISTORY)
+    assert [(r.partitions, r.rows, r.files) for r in again.layers.values()] == [(0, 0, 0)] * 5
 
 
 def test_the_loader_names_a_day_never_a_cutoff_or_a_table(bank, db):
@@ -223,7 +255,7 @@ def test_crm_privacy_retain_prints_counts_per_layer(bank, db):
     assert exists(db, f"raw.fx_rates_p{RAW_OLD[0]:%Y%m%d}")
     done = CliRunner().invoke(app, ["privacy", "retain", "--date", DAY.isoformat()])
     assert done.exit_code == 0, done.output
-    for line in ("raw", "quarantine", "landing", "logs"):
+    for line in ("raw", "quarantine", "landing", "logs", "history"):
         assert any(x.strip().startswith(line) for x in done.output.splitlines()), done.output
     assert "deleted 3 row(s)" in done.output and "deleted 3 file(s)" in done.output
     assert not exists(db, f"raw.fx_rates_p{RAW_OLD[0]:%Y%m%d}")
@@ -259,3 +291,18 @@ def test_the_migration_downgrades_and_upgrades_again(warehouse, db):
         2557,
         ["core_accounts", "core_customers"],
     )
+
+
+def test_the_history_layer_covers_every_incremental_mart_and_snapshot_of_the_project():
+    from crm.privacy.retention import _manifest, history_tables
+
+    tables = history_tables(_manifest(get_settings()))
+    for expected in (
+        ("marts", "fct_transactions", "business_date"),
+        ("marts", "customer_segments", "snapshot_date"),
+        ("marts", "ml_features_customer_monthly", "month_start"),
+        ("snapshots", "customers_snapshot", "dbt_valid_to"),
+        ("snapshots", "accounts_snapshot", "dbt_valid_to"),
+    ):
+        assert expected in tables
+    assert all(schema in ("marts", "intermediate", "snapshots") for schema, _, _ in tables)

@@ -1,4 +1,4 @@
-"""Retention per layer: landing files, raw, quarantine, logs (docs/security.md, Retention).
+"""Retention per layer: landing files, raw, quarantine, logs, history (docs/security.md, Retention).
 
 Days are counted back from the business day being run, not the wall clock: applying
 retention for day D deletes what belongs to days before ``D - days`` of each layer.
@@ -8,6 +8,10 @@ retention for day D deletes what belongs to days before ``D - days`` of each lay
   cutoffs of the owner-only policy (``private.retention_policy``, written by ``crm migrate``
   from ``CRM_RETAIN_*``); the caller (``crm_loader``) names the day only.
 - **landing**: day folders ``<landing>/<feed>/<YYYY-MM-DD>/`` older than the landing cutoff.
+- **history**: the transformer's incremental marts and dbt snapshots (dbt's manifest says
+  which: an incremental model whose ``unique_key`` is one date column, a snapshot by
+  ``dbt_valid_to``) lose their rows of periods before raw's cutoff, so no derived history
+  outlives the records it came from and a full refresh reproduces what is kept.
 - **logs**: files under ``<CRM_HOME>/logs`` last modified before the log cutoff, and never one
   younger than the same number of days by the wall clock (a replayed past business day must
   not delete today's logs).
@@ -30,7 +34,7 @@ import typer
 from crm.cli_options import Day
 from crm.settings import Settings, get_settings
 
-LAYERS = ("landing", "raw", "quarantine", "logs")
+LAYERS = ("landing", "raw", "quarantine", "logs", "history")
 # ml_churn_labels: a labelled snapshot's churn window (churn_horizon_days) ends at most on the
 # run date, and its TRB is judged against a trailing window of six calendar month rows
 # (range '5 months' preceding and the current month: at most 6 x 31 days).
@@ -119,6 +123,7 @@ class RetentionResult:
             what = {
                 "raw": f"{r.partitions} partition(s), {r.rows:,} row(s)",
                 "quarantine": f"{r.rows:,} row(s)",
+                "history": f"{r.rows:,} row(s) of marts and snapshots",
             }.get(name, f"{r.files} file(s)")
             lines.append(f"  {name:<10} keep {r.retain_days:>5} days, before {r.cutoff}: {verb} {what}")
         return "\n".join(lines)
@@ -188,17 +193,72 @@ def expire_logs(logs: Path, before: dt.datetime, *, dry_run: bool = False) -> in
     return files
 
 
+def history_tables(manifest: dict) -> list[tuple[str, str, str]]:
+    """(schema, table, column) of every relation of dbt's ``manifest`` that keeps history: an
+    incremental model whose ``unique_key`` is one column (its period: a day, a snapshot
+    date, a month), a snapshot by ``dbt_valid_to`` (the end of a version)."""
+    found = []
+    for node in manifest.get("nodes", {}).values():
+        config, table = node.get("config") or {}, node.get("alias") or node.get("name")
+        if node.get("resource_type") == "snapshot":
+            found.append((node["schema"], table, "dbt_valid_to"))
+        elif config.get("materialized") == "incremental" and isinstance(config.get("unique_key"), str):
+            found.append((node["schema"], table, config["unique_key"]))
+    return sorted(found)
+
+
+def expire_history(
+    conn, cutoff: dt.date, tables: list[tuple[str, str, str]], *, dry_run: bool = False
+) -> int:
+    """Delete (or count) the rows of ``tables`` whose period column is before ``cutoff``, on
+    ``conn`` (the transformer: it owns them). A table that does not exist, is not the
+    connection's own or whose column is not a date or timestamp is left alone."""
+    from psycopg import sql
+
+    rows = 0
+    for schema, table, column in tables:
+        owned = conn.execute(
+            "select 1 from pg_class c join pg_attribute a on a.attrelid = c.oid"
+            " where c.oid = to_regclass(%s) and c.relkind = 'r' and pg_get_userbyid(c.relowner) = current_user"
+            " and a.attname = %s and a.atttypid in ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype)",
+            (f'"{schema}"."{table}"', column),
+        ).fetchone()
+        if not owned:
+            continue
+        where = sql.SQL("from {}.{} where {} < %s").format(
+            sql.Identifier(schema), sql.Identifier(table), sql.Identifier(column)
+        )
+        if dry_run:
+            rows += conn.execute(sql.SQL("select count(*) ") + where, (cutoff,)).fetchone()[0]
+        else:
+            rows += conn.execute(sql.SQL("delete ") + where, (cutoff,)).rowcount
+    return rows
+
+
+def _manifest(settings: Settings) -> dict:
+    """dbt's manifest of the project (``dbt parse`` first if it is missing or stale)."""
+    import json
+
+    from crm.transform import ensure_manifest
+
+    return json.loads(ensure_manifest(settings).read_text(encoding="utf-8"))
+
+
 def apply_retention(
     day: dt.date,
     *,
     dry_run: bool = False,
     run_id: str | None = None,
     conninfo: str | None = None,
+    history_conninfo: str | None = None,
+    history: list[tuple[str, str, str]] | None = None,
     settings: Settings | None = None,
 ) -> RetentionResult:
     """Retention for business day ``day`` as ``crm_loader`` (``conninfo``: its URL, e.g. the
     Airflow connection's; default: :func:`crm.warehouse.connect`): raw and quarantine by the
-    owner's function, then landing and log files here, each recorded with its count."""
+    owner's function, then landing and log files here, each recorded with its count; then the
+    history of marts and snapshots as ``crm_transformer`` (``history_conninfo``): the tables
+    of ``history`` (schema, table, period column), by default those of dbt's manifest."""
     import psycopg
 
     from crm.warehouse import connect
@@ -224,6 +284,17 @@ def apply_retention(
                 conn.execute(
                     "select audit.record_file_retention(%s, %s, %s, %s)", (day, r.layer, r.files, run_id)
                 )
+    layer = result.layers["history"]
+    tables = history_tables(_manifest(settings)) if history is None else history
+    owner = (
+        psycopg.connect(history_conninfo)
+        if history_conninfo
+        else connect("crm_transformer", settings=settings)
+    )
+    with owner:
+        layer.rows = expire_history(owner, layer.cutoff, tables, dry_run=dry_run)
+        if not dry_run:
+            owner.execute("select audit.record_history_retention(%s, %s, %s)", (day, layer.rows, run_id))
     return result
 
 
