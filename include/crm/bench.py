@@ -105,13 +105,13 @@ def bench_daily_run(
 
 
 def bench_backfill(
-    customers: int, work: Path, daily_customers: int = 2000, backfill_days: int = 3
+    customers: int, work: Path, daily_customers: int = 2000, backfill_days: int = 3, backfill_at_once: int = 1
 ) -> dict[str, Any]:
     """Airflow's own backfill of the daily DAGs (the real scheduler, REST API) against the same
     days run one at a time, content compared (crm.bench_backfill)."""
     from crm.bench_backfill import bench_backfill as measure
 
-    return measure(customers=daily_customers, work=work, days=backfill_days)
+    return measure(customers=daily_customers, work=work, days=backfill_days, at_once=backfill_at_once)
 
 
 def bench_ml(customers: int, work: Path, ml_rows: str = "100000,1000000") -> dict[str, Any]:
@@ -178,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         "--backfill-days", type=int, default=3, help="backfill: days (bank size: --daily-customers)"
     )
     parser.add_argument(
+        "--backfill-at-once",
+        type=int,
+        default=1,
+        help="backfill: crm_ingest runs at once (more than 1: days queue up behind crm_transform)",
+    )
+    parser.add_argument(
         "--no-equivalence",
         action="store_true",
         help="daily_run: skip the single-day runs compared with the range run (halves its time)",
@@ -209,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
                 "daily_days": args.daily_days,
                 "equivalence": not args.no_equivalence,
             },
-            "backfill": {"daily_customers": args.daily_customers, "backfill_days": args.backfill_days},
+            "backfill": {
+                "daily_customers": args.daily_customers,
+                "backfill_days": args.backfill_days,
+                "backfill_at_once": args.backfill_at_once,
+            },
             "ingest_history": {
                 "history_customers": args.history_customers,
                 "history_days": args.history_days,
