@@ -8,7 +8,10 @@ the scheduler trigger ``crm_transform``. Their content is compared by checksum (
 
 The Airflow of the backfill has an Airflow home of its own (``var/bench/backfill_airflow``,
 kept for inspection until the next run): the project's ``var/airflow`` already holds the runs
-``crm run`` made for these logical dates, which a backfill would skip or clear.
+``crm run`` made for these logical dates, which a backfill would skip or clear. Its metadata
+is a scratch PostgreSQL database on the warehouse's server, as in production (docker-compose):
+with ``crm airflow``'s SQLite, four backfill runs at once killed the scheduler ("database is
+locked") with their core feeds still unloaded.
 """
 
 from __future__ import annotations
@@ -28,14 +31,47 @@ from typing import Any
 
 import httpx
 import psycopg
+from psycopg import sql
 
 from crm.airflow_api import api_client, free_port, wait_for
 from crm.bench_daily import START, _pointed_at, content_checksums, equivalence
 
 
-def _start_airflow(home: Path, port: int) -> subprocess.Popen:
+@contextlib.contextmanager
+def _metadata_database(name: str):
+    """A scratch database for Airflow's metadata on the warehouse's server, owned by a login
+    of its own (as docker-compose's ``airflow``: no Airflow process holds a warehouse role's
+    password for it); yields its SQLAlchemy URL and drops both afterwards."""
+    import secrets
+    from urllib.parse import urlsplit, urlunsplit
+
+    from crm.warehouse import owner_url, with_database
+
+    admin = with_database(owner_url(), "postgres")
+    password = secrets.token_urlsafe(24)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+        conn.execute(f'drop role if exists "{name}"')
+        conn.execute(
+            psycopg.sql.SQL("create role {} login password {}").format(
+                sql.Identifier(name), sql.Literal(password)
+            )
+        )
+        conn.execute(f'grant "{name}" to current_user')  # PostgreSQL 16: to give it a database
+        conn.execute(f'create database "{name}" owner "{name}"')
+    try:
+        parts = urlsplit(with_database(owner_url(), name))
+        netloc = f"{name}:{password}@{parts.hostname}:{parts.port}"
+        yield urlunsplit(("postgresql+psycopg2", netloc, parts.path, "", ""))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+            conn.execute(f'drop role if exists "{name}"')
+
+
+def _start_airflow(home: Path, port: int, metadata: str) -> subprocess.Popen:
     """``airflow standalone`` as ``crm airflow --port`` starts it (the current settings'
-    warehouse and landing), with its own Airflow home and log-server ports."""
+    warehouse and landing), with its own Airflow home, metadata database and log-server ports."""
     from crm.airflow_env import protect_password_file, standalone
     from crm.transform import ensure_manifest
 
@@ -43,7 +79,7 @@ def _start_airflow(home: Path, port: int) -> subprocess.Popen:
     argv, env = standalone(port=port)
     env |= {
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos_cache"),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
@@ -88,7 +124,9 @@ def _backfill(dates: list[dt.date], home: Path, timeout: float, at_once: int = 1
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per poll otherwise
     port = free_port()
-    proc = _start_airflow(home, port)
+    stack = contextlib.ExitStack()
+    metadata = stack.enter_context(_metadata_database(f"airflow_bench_{uuid.uuid4().hex[:8]}"))
+    proc = _start_airflow(home, port, metadata)
     out: dict[str, Any] = {"airflow_home": str(home)}
     try:
         api = api_client(f"http://127.0.0.1:{port}", home)
@@ -158,6 +196,7 @@ def _backfill(dates: list[dt.date], home: Path, timeout: float, at_once: int = 1
             )
     finally:
         _stop(proc)
+        stack.close()
     return out
 
 

@@ -332,5 +332,14 @@ def _release_connections(ctx) -> None:
 
 
 def build_docs(ctx, settings: Settings) -> str:
-    ctx.build_data_docs()
-    return str(settings.home / "gx" / "data_docs" / "index.html")
+    """Rebuild the Data Docs site, one process at a time: GX rewrites the whole site, and two
+    gate tasks building it at once (a backfill's runs in parallel) failed one of them on a
+    page the other had just replaced (FileNotFoundError), after its verdict was recorded."""
+    import fcntl
+
+    site = settings.home / "gx"
+    site.mkdir(parents=True, exist_ok=True)
+    with open(site / ".data_docs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ctx.build_data_docs()
+    return str(site / "data_docs" / "index.html")
