@@ -8,7 +8,8 @@ dbt runs as the `crm_transformer` role (Airflow connection `crm_transformer`).
 `plan_run` decides once what the run builds: the business day (the logical date's local
 day; an asset-triggered run builds the day its triggering event names; when several events
 queued up behind a running run, the earliest, and `pass_on` hands the others to the next run
-as one event: `crm.transform.asset_days`), the days flagged as
+as one event; days the ledger says passed their reconciliation and were not built since
+join them, since Airflow can hold events back: `crm.transform.asset_days`), the days flagged as
 late in `audit.reprocess_requests` that the incremental models rebuild with it (and test),
 and the last request it covers, which `mark_reprocessed` marks done once the build passed.
 
@@ -112,11 +113,11 @@ def crm_transform() -> None:
 
         from crm.dates import business_day
         from crm.transform import plan_build
-        from crm.transform.asset_days import build_and_queue, triggering_extras
+        from crm.transform.asset_days import plan_days, triggering_extras
 
         if context["params"].get("business_day"):  # asked for in the trigger form
             return plan_build(dt.date.fromisoformat(context["params"]["business_day"]))
-        day, queued = build_and_queue(triggering_extras(context))
+        day, queued = plan_days(triggering_extras(context))
         if day:  # the earliest day named; pass_on hands the others to the next run
             return {**plan_build(dt.date.fromisoformat(day)), "queued_days": queued}
         return plan_build(business_day(context) if context.get("logical_date") else None)
@@ -128,11 +129,9 @@ def crm_transform() -> None:
         build, its gate) still hands the later days on; the next run starts when this one ends."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from crm.transform.asset_days import build_and_queue, next_event, triggering_extras
+        from crm.transform.asset_days import next_event, plan_days, triggering_extras
 
-        queued = (
-            [] if context["params"].get("business_day") else build_and_queue(triggering_extras(context))[1]
-        )
+        queued = [] if context["params"].get("business_day") else plan_days(triggering_extras(context))[1]
         if not queued:
             raise AirflowSkipException("no other day queued behind this one")
         context["outlet_events"][Asset(RAW_DAY_PASSED)].extra = next_event(queued)

@@ -10,6 +10,13 @@ event naming the next day, the later ones in ``pending``; the next run does the 
 day is built by a run of its own, in order, as if the days had arrived one by one.
 ``pass_on`` reads the run's events itself rather than ``plan_run``'s plan, so a run that fails
 still hands the later days on.
+
+Airflow does not deliver every event: on the pinned 3.3, events that arrive while
+``crm_transform`` is at its ``max_active_runs`` can stay behind until an unrelated later event
+(apache/airflow#56050). With four backfill days loaded at once, two of four days were never
+built. So the warehouse's ledger is read too (``ready_days``): a day whose latest
+reconciliation passed after the last ``crm_transform`` run recorded for it is ready, and
+joins the days the events name (a month before the earliest of them at most).
 """
 
 from __future__ import annotations
@@ -22,6 +29,50 @@ def triggering_extras(context: Mapping[str, Any]) -> list[Mapping[str, Any] | No
     """The extras of every asset event that triggered the run (an Airflow task context)."""
     events = context.get("triggering_asset_events") or {}
     return [e.extra for evs in events.values() for e in evs]
+
+
+CATCH_UP_DAYS = 31  # how far before the earliest named day the ledger is searched
+
+READY_DAYS = """
+with latest as (  -- each day's latest reconciliation
+    select distinct on (business_date) business_date, success, finished_at
+    from dq.validation_runs
+    where gate = 'recon' and business_date between %(first)s and %(last)s
+    order by business_date, finished_at desc
+)
+select l.business_date from latest l
+where l.success and l.finished_at > coalesce(
+    (select max(p.recorded_at) from audit.pipeline_runs p where p.business_date = l.business_date), '-infinity')
+order by 1
+"""
+
+
+def ready_days(conn: Any, named: list[str]) -> list[str]:
+    """Days the ledger says are ready to build and were not built since (``READY_DAYS``),
+    from ``CATCH_UP_DAYS`` before the earliest of ``named`` to the latest; none without any."""
+    import datetime as dt
+
+    if not named:
+        return []
+    first = dt.date.fromisoformat(named[0]) - dt.timedelta(days=CATCH_UP_DAYS)
+    rows = conn.execute(READY_DAYS, {"first": first, "last": dt.date.fromisoformat(named[-1])})
+    return [d.isoformat() for (d,) in rows]
+
+
+def plan_days(extras: Iterable[Mapping[str, Any] | None], conn: Any = None) -> tuple[str | None, list[str]]:
+    """``build_and_queue`` over the days the events name and the days the ledger says are
+    ready (``ready_days``; ``conn``: the transformer's, opened from the settings if None)."""
+    named = days_named(extras)
+    if not named:
+        return None, []
+    if conn is None:
+        import psycopg
+
+        from crm.warehouse import role_url
+
+        with psycopg.connect(role_url("crm_transformer")) as own:
+            return plan_days(extras, own)
+    return build_and_queue([{"pending": named + ready_days(conn, named)}])
 
 
 def days_named(extras: Iterable[Mapping[str, Any] | None]) -> list[str]:
