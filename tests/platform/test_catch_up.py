@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from crm.transform.asset_days import plan_days, ready_days
+from crm.transform.asset_days import ledger_days, plan_days
 
 D = [dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(6)]
 
@@ -37,9 +37,14 @@ def test_the_ledger_adds_days_that_passed_and_were_not_built_since(db):
     _recon(db, D[4], True, "2026-03-10 01:00+00")  # delivered again after its build: ready
     db.commit()
     named = [D[5].isoformat()]
-    assert ready_days(db, named) == [D[1].isoformat(), D[4].isoformat()]
+    ready, stale = ledger_days(db, named)
+    assert ready == [D[1].isoformat(), D[4].isoformat()]
+    assert stale == {D[2].isoformat(), D[3].isoformat()}
     assert plan_days([{"business_day": D[5].isoformat()}], db) == (
         D[1].isoformat(),
         [D[4].isoformat(), D[5].isoformat()],
     ), "the earliest ready day first, the event's day queued behind it"
     assert plan_days([None, {}], db) == (None, []), "no day named: nothing from the ledger either"
+    # an event for a day a run already built from the ledger: not built again after later days
+    late = [{"business_day": D[3].isoformat()}, {"business_day": D[5].isoformat()}]
+    assert plan_days(late, db) == (D[1].isoformat(), [D[4].isoformat(), D[5].isoformat()])

@@ -14,9 +14,11 @@ still hands the later days on.
 Airflow does not deliver every event: on the pinned 3.3, events that arrive while
 ``crm_transform`` is at its ``max_active_runs`` can stay behind until an unrelated later event
 (apache/airflow#56050). With four backfill days loaded at once, two of four days were never
-built. So the warehouse's ledger is read too (``ready_days``): a day whose latest
+built. So the warehouse's ledger is read too (``ledger_days``): a day whose latest
 reconciliation passed after the last ``crm_transform`` run recorded for it is ready, and
-joins the days the events name (a month before the earliest of them at most).
+joins the days the events name (a month before the earliest of them at most); a named day
+built since its latest reconciliation is dropped (a run built it from the ledger before its
+event arrived: building it again after later days would reorder the SCD2 snapshots).
 """
 
 from __future__ import annotations
@@ -33,35 +35,39 @@ def triggering_extras(context: Mapping[str, Any]) -> list[Mapping[str, Any] | No
 
 CATCH_UP_DAYS = 31  # how far before the earliest named day the ledger is searched
 
-READY_DAYS = """
-with latest as (  -- each day's latest reconciliation
-    select distinct on (business_date) business_date, success, finished_at
-    from dq.validation_runs
-    where gate = 'recon' and business_date between %(first)s and %(last)s
-    order by business_date, finished_at desc
+LEDGER_DAYS = """
+with latest as (  -- each day's latest reconciliation, and the last crm_transform run of it
+    select distinct on (r.business_date) r.business_date, r.success, r.finished_at,
+        (select max(p.recorded_at) from audit.pipeline_runs p where p.business_date = r.business_date) as built_at
+    from dq.validation_runs r
+    where r.gate = 'recon' and r.business_date between %(first)s and %(last)s
+    order by r.business_date, r.finished_at desc
 )
-select l.business_date from latest l
-where l.success and l.finished_at > coalesce(
-    (select max(p.recorded_at) from audit.pipeline_runs p where p.business_date = l.business_date), '-infinity')
+select business_date, success and finished_at > coalesce(built_at, '-infinity') as ready
+from latest
+where finished_at > coalesce(built_at, '-infinity') or built_at is not null
 order by 1
 """
 
 
-def ready_days(conn: Any, named: list[str]) -> list[str]:
-    """Days the ledger says are ready to build and were not built since (``READY_DAYS``),
-    from ``CATCH_UP_DAYS`` before the earliest of ``named`` to the latest; none without any."""
+def ledger_days(conn: Any, named: list[str]) -> tuple[list[str], set[str]]:
+    """From ``CATCH_UP_DAYS`` before the earliest of ``named`` to the latest: the days ready to
+    build (their latest reconciliation passed after the last crm_transform run recorded for
+    them) and the stale ones: built since their latest reconciliation (another run built the
+    day from the ledger before its event came) or failed it. Nothing without a named day."""
     import datetime as dt
 
     if not named:
-        return []
+        return [], set()
     first = dt.date.fromisoformat(named[0]) - dt.timedelta(days=CATCH_UP_DAYS)
-    rows = conn.execute(READY_DAYS, {"first": first, "last": dt.date.fromisoformat(named[-1])})
-    return [d.isoformat() for (d,) in rows]
+    rows = conn.execute(LEDGER_DAYS, {"first": first, "last": dt.date.fromisoformat(named[-1])}).fetchall()
+    return [d.isoformat() for d, ready in rows if ready], {d.isoformat() for d, ready in rows if not ready}
 
 
 def plan_days(extras: Iterable[Mapping[str, Any] | None], conn: Any = None) -> tuple[str | None, list[str]]:
-    """``build_and_queue`` over the days the events name and the days the ledger says are
-    ready (``ready_days``; ``conn``: the transformer's, opened from the settings if None)."""
+    """``build_and_queue`` over the days the events name, less the stale ones, and the days
+    the ledger says are ready (``ledger_days``; ``conn``: the transformer's, opened from the
+    settings if None)."""
     named = days_named(extras)
     if not named:
         return None, []
@@ -72,7 +78,8 @@ def plan_days(extras: Iterable[Mapping[str, Any] | None], conn: Any = None) -> t
 
         with psycopg.connect(role_url("crm_transformer")) as own:
             return plan_days(extras, own)
-    return build_and_queue([{"pending": named + ready_days(conn, named)}])
+    ready, stale = ledger_days(conn, named)
+    return build_and_queue([{"pending": [d for d in named if d not in stale] + ready}])
 
 
 def days_named(extras: Iterable[Mapping[str, Any] | None]) -> list[str]:
